@@ -1,0 +1,514 @@
+/*
+ * api.c — the public entry points: the sa_ names and the unprefixed malloc
+ * family the shared library exports so it can be the process malloc.
+ *
+ * Fast paths (static inline, at the top): a small malloc is a TLS load, a
+ * size-class table load, and a count-trailing-zeros on the cached span's
+ * allocCache; a free of an object whose span this thread caches is a page
+ * map lookup, an index by multiply-shift, and a bitmap clear. Anything else
+ * -- a window that ran dry, a large block, a span owned by another thread,
+ * bad input -- leaves through one call to a slow path below them.
+ *
+ * Every exported name is a thin wrapper around an always-inline
+ * implementation that is told the name of the call, so the one-line report
+ * for bad input names the function the program called, and the unprefixed
+ * names pay nothing over the sa_ ones.
+ *
+ * Semantics follow glibc's documentation: malloc(0) returns a unique
+ * pointer; realloc(p, 0) frees p and returns NULL; sizes above PTRDIFF_MAX,
+ * overflowing products and overflowing alignment padding fail with ENOMEM;
+ * posix_memalign reports EINVAL for a bad alignment and leaves *memptr
+ * alone; every block is 16-byte aligned.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+#include "track.h"
+
+#define SA_INLINE static inline __attribute__((always_inline))
+#define SA_EXPORT __attribute__((visibility("default")))
+#define SA_MIN_ALIGN 16
+
+/* ---- fast paths ------------------------------------------------------------- */
+
+SA_INLINE unsigned size_to_class(size_t size)
+{
+    if (size <= SA_SMALL_SIZE_MAX)
+        return sa_size_to_class16[(size + SA_SMALL_SIZE_DIV - 1) / SA_SMALL_SIZE_DIV];
+    return sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) /
+                               SA_LARGE_SIZE_DIV];
+}
+
+/* Next free slot of the span the thread caches for spc, or NULL. */
+SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
+{
+    sa_span *s = mc->alloc[spc];
+    uint64_t cache = s->allocCache;
+    if (SA_UNLIKELY(cache == 0))
+        return NULL;
+    unsigned bit = (unsigned)__builtin_ctzll(cache);
+    uint32_t idx = s->freeindex + bit;
+    s->allocCache = (cache >> bit) >> 1;
+    s->freeindex = idx + 1;
+    sa_bit_set(s->allocBits, idx);
+    *sp = s;
+    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
+static void free_slow(void *p, sa_span *s, const char *call);
+
+SA_INLINE void free_impl(void *p, const char *call)
+{
+    uintptr_t a = (uintptr_t)p;
+    sa_span *s = sa_span_of(a);
+    sa_mcache *mc = sa_tls_mcache;
+    if (SA_LIKELY(s != NULL && sa_load_relaxed(&s->owner) == mc)) {
+        uintptr_t off = a - s->base;
+        uint32_t idx = sa_span_index(s, off);
+        uint64_t *w = &s->allocBits[idx >> 6];
+        uint64_t m = (uint64_t)1 << (idx & 63);
+        uint64_t bits = sa_load_relaxed(w);
+        if (SA_LIKELY((uintptr_t)idx * s->elemsize == off && (bits & m))) {
+            SA_TRACK_FREE(p);
+            sa_store_relaxed(w, bits & ~m);
+            uint64_t *nf = &mc->stats.nfree[sa_spanclass_sizeclass(s->spanclass)];
+            sa_store_relaxed(nf, sa_load_relaxed(nf) + 1);
+            return;
+        }
+    }
+    free_slow(p, s, call);
+}
+
+/* ---- slow paths --------------------------------------------------------------- */
+
+static void *fail_nomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* Counts a large allocation (alloc) or free in the thread's counters, or in
+ * the global ones for a thread without a cache. */
+static void count_large(bool alloc, size_t nbytes)
+{
+    sa_mcache *mc = sa_tls_mcache;
+    bool own = mc != &sa_mcache_empty && mc != &sa_mcache_dead;
+    sa_threadstats *t = own ? &mc->stats : &sa_global_stats;
+    uint64_t *count = alloc ? &t->nlarge_alloc : &t->nlarge_free;
+    uint64_t *bytes = alloc ? &t->large_bytes_alloc : &t->large_bytes_free;
+    if (own) {
+        sa_store_relaxed(count, sa_load_relaxed(count) + 1);
+        sa_store_relaxed(bytes, sa_load_relaxed(bytes) + nbytes);
+    } else {
+        sa_stats_add_global(count, 1);
+        sa_stats_add_global(bytes, nbytes);
+    }
+}
+
+/* A small object of span class spc; *needzero tells whether it may be dirty. */
+static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
+{
+    sa_mcache *mc = sa_tls_mcache;
+    if (mc == &sa_mcache_empty)
+        mc = sa_mcache_for_thread();
+    void *p;
+    if (mc == NULL || mc == &sa_mcache_dead) {
+        if (!mc)
+            sa_ensure_init();
+        p = sa_mcentral_alloc_one(&sa_central[spc], needzero);
+        if (p) {
+            uint64_t *n = &sa_global_stats.nmalloc[sa_spanclass_sizeclass(spc)];
+            sa_stats_add_global(n, 1);
+        }
+    } else {
+        sa_span *s;
+        p = alloc_fast(mc, spc, &s);
+        if (p)
+            *needzero = s->needzero;
+        else
+            p = sa_mcache_refill_alloc(mc, spc, needzero);
+    }
+    if (!p)
+        return fail_nomem();
+    return p;
+}
+
+/* A large block of at least size bytes aligned to align (0: page). */
+static SA_NOINLINE void *alloc_large(size_t size, size_t align, bool zero)
+{
+    sa_ensure_init();
+    size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+    if (npages == 0)
+        npages = 1;
+    sa_span *s = sa_mheap_alloc_large(npages, align);
+    if (!s)
+        return fail_nomem();
+    void *p = (void *)s->base;
+    count_large(true, npages << SA_PAGE_SHIFT);
+    SA_TRACK_MALLOC(p, npages << SA_PAGE_SHIFT, zero || s->largezero);
+    if (zero && !s->largezero)
+        memset(p, 0, size);
+    return p;
+}
+
+/* malloc for everything the fast path did not serve. */
+static SA_NOINLINE void *malloc_slow(size_t size, bool zero)
+{
+    if (SA_UNLIKELY(size > PTRDIFF_MAX))
+        return fail_nomem();
+    if (size > SA_MAX_SMALL_SIZE)
+        return alloc_large(size, 0, zero);
+    unsigned spc = size_to_class(size);
+    int needzero = 1;
+    void *p = alloc_small_slow(spc, &needzero);
+    if (p) {
+        SA_TRACK_MALLOC(p, sa_class_to_size[spc], zero || !needzero);
+        if (zero && needzero)
+            memset(p, 0, size);
+    }
+    return p;
+}
+
+SA_INLINE void *malloc_impl(size_t size)
+{
+    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) {
+        sa_span *s;
+        void *p = alloc_fast(sa_tls_mcache, sa_size_to_class16[(size + 15) >> 4], &s);
+        if (SA_LIKELY(p != NULL)) {
+            SA_TRACK_MALLOC(p, s->elemsize, 0);
+            return p;
+        }
+    }
+    return malloc_slow(size, false);
+}
+
+SA_INLINE void *calloc_impl(size_t n, size_t size)
+{
+    size_t total;
+    if (SA_UNLIKELY(__builtin_mul_overflow(n, size, &total)))
+        return fail_nomem();
+    if (SA_LIKELY(total <= SA_SMALL_SIZE_MAX)) {
+        sa_span *s;
+        void *p = alloc_fast(sa_tls_mcache, sa_size_to_class16[(total + 15) >> 4], &s);
+        if (SA_LIKELY(p != NULL)) {
+            SA_TRACK_MALLOC(p, s->elemsize, !s->needzero);
+            if (s->needzero)
+                memset(p, 0, total);
+            return p;
+        }
+    }
+    return malloc_slow(total, true);
+}
+
+/* Describes why p, which the page map does not know, is not ours. */
+static void report_unknown(void *p, const char *call)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (sa_mheap_arena_of(a) != NULL)
+        sa_report_invalid(call, p, "double free or never allocated: no block at this address");
+    sa_report_invalid(call, p, "not allocated by spanalloc");
+}
+
+/* Validates p for a call that frees or resizes it; returns its span. */
+static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *idxp)
+{
+    if (!s)
+        report_unknown(p, call);
+    uintptr_t a = (uintptr_t)p;
+    if (sa_load_relaxed(&s->spanclass) == 0) {
+        if (a != s->base)
+            sa_report_invalid(call, p, "interior pointer into a large block");
+        *idxp = 0;
+        return s;
+    }
+    uintptr_t off = a - s->base;
+    uint32_t idx = sa_span_index(s, off);
+    if ((uintptr_t)idx * s->elemsize != off)
+        sa_report_invalid(call, p, "interior pointer into a small block");
+    if (!(sa_load_relaxed(&s->allocBits[idx >> 6]) & ((uint64_t)1 << (idx & 63))))
+        sa_report_invalid(call, p, "double free: block is not allocated");
+    *idxp = idx;
+    return s;
+}
+
+static void free_large(sa_span *s)
+{
+    size_t bytes = s->npages << SA_PAGE_SHIFT;
+    SA_TRACK_FREE((void *)s->base);
+    count_large(false, bytes);
+    sa_mheap_free_span(s);
+}
+
+static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
+{
+    if (p == NULL)
+        return;
+    uint32_t idx;
+    s = checked_span(p, s, call, &idx);
+    if (s->spanclass == 0) {
+        free_large(s);
+        return;
+    }
+    sa_mcache *mc = sa_tls_mcache;
+    unsigned sc = sa_spanclass_sizeclass(s->spanclass);
+    SA_TRACK_FREE(p);
+    if (sa_load_relaxed(&s->owner) == mc) {
+        /* Our own span (the fast path is skipped in some builds). */
+        uint64_t *w = &s->allocBits[idx >> 6];
+        sa_store_relaxed(w, sa_load_relaxed(w) & ~((uint64_t)1 << (idx & 63)));
+    } else {
+        sa_free_remote(s, idx, call, p);
+    }
+    if (mc != &sa_mcache_empty && mc != &sa_mcache_dead) {
+        uint64_t *nf = &mc->stats.nfree[sc];
+        sa_store_relaxed(nf, sa_load_relaxed(nf) + 1);
+    } else {
+        sa_stats_add_global(&sa_global_stats.nfree[sc], 1);
+    }
+}
+
+static size_t usable_of(const sa_span *s)
+{
+    return s->spanclass == 0 ? s->npages << SA_PAGE_SHIFT : s->elemsize;
+}
+
+static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call)
+{
+    if (p == NULL)
+        return malloc_impl(size);
+    if (size == 0) {
+        free_impl(p, call);
+        return NULL;
+    }
+    uint32_t idx;
+    sa_span *s = checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    if (SA_UNLIKELY(size > PTRDIFF_MAX))
+        return fail_nomem();
+    size_t usable = usable_of(s);
+    if (s->spanclass != 0) {
+        /* Small: stay when the new size fits and is not far smaller. */
+        if (size <= usable && (size > usable / 2 || usable <= 64))
+            return p;
+    } else if (size > SA_MAX_SMALL_SIZE / 2) {
+        size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+        if (npages <= s->npages) {
+            if (npages < s->npages) {
+                SA_TRACK_RESIZE(p, usable, npages << SA_PAGE_SHIFT);
+                sa_mheap_shrink_large(s, npages);
+            }
+            return p;
+        }
+        if (sa_mheap_grow_large_in_place(s, npages)) {
+            SA_TRACK_RESIZE(p, usable, npages << SA_PAGE_SHIFT);
+            return p;
+        }
+    }
+    void *q = malloc_impl(size);
+    if (!q)
+        return NULL;
+    memcpy(q, p, usable < size ? usable : size);
+    free_impl(p, call);
+    return q;
+}
+
+SA_INLINE void *realloc_impl(void *p, size_t size, const char *call)
+{
+    return realloc_slow(p, size, call);
+}
+
+static inline bool is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* align: a power of two. */
+static SA_NOINLINE void *aligned_impl(size_t align, size_t size)
+{
+    if (align <= SA_MIN_ALIGN)
+        return malloc_impl(size);
+    if (SA_UNLIKELY(size > PTRDIFF_MAX || size + align < size || size + align > PTRDIFF_MAX))
+        return fail_nomem();
+    if (size <= SA_MAX_SMALL_SIZE && align <= SA_PAGE_SIZE) {
+        /* Objects sit at multiples of their size from a page-aligned base:
+         * a class whose size is a multiple of align gives aligned objects. */
+        for (unsigned sc = size_to_class(size); sc < SA_NUM_SIZE_CLASSES; sc++) {
+            if (sa_class_to_size[sc] % align == 0) {
+                int needzero;
+                void *p = alloc_small_slow(sc, &needzero);
+                if (p)
+                    SA_TRACK_MALLOC(p, sa_class_to_size[sc], !needzero);
+                return p;
+            }
+        }
+    }
+    return alloc_large(size, align, false);
+}
+
+SA_INLINE size_t usable_size_impl(void *p, const char *call)
+{
+    if (p == NULL)
+        return 0;
+    uint32_t idx;
+    sa_span *s = checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    return usable_of(s);
+}
+
+SA_INLINE void free_sized_impl(void *p, size_t size, size_t align, const char *call)
+{
+    if (p == NULL)
+        return;
+    uint32_t idx;
+    sa_span *s = checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    if (size > usable_of(s)) {
+        char reason[96];
+        sa_format(reason, sizeof reason, "size %zu larger than the block's %zu bytes", size,
+                  usable_of(s));
+        sa_report_invalid(call, p, reason);
+    }
+    if (align && ((uintptr_t)p & (align - 1)))
+        sa_report_invalid(call, p, "block does not have the stated alignment");
+    free_impl(p, call);
+}
+
+/* ---- exported entry points ---------------------------------------------------- */
+
+SA_EXPORT void *sa_malloc(size_t size) { return malloc_impl(size); }
+SA_EXPORT void *sa_calloc(size_t n, size_t size) { return calloc_impl(n, size); }
+SA_EXPORT void sa_free(void *p) { free_impl(p, "sa_free"); }
+SA_EXPORT void *sa_realloc(void *p, size_t size) { return realloc_impl(p, size, "sa_realloc"); }
+
+SA_EXPORT void *sa_reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return fail_nomem();
+    return realloc_impl(p, total, "sa_reallocarray");
+}
+
+SA_EXPORT void sa_free_sized(void *p, size_t size)
+{
+    free_sized_impl(p, size, 0, "sa_free_sized");
+}
+
+SA_EXPORT void sa_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    free_sized_impl(p, size, is_pow2(align) ? align : 0, "sa_free_aligned_sized");
+}
+
+SA_EXPORT int sa_posix_memalign(void **memptr, size_t align, size_t size)
+{
+    if (!is_pow2(align) || align % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = aligned_impl(align, size);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *memptr = p;
+    return 0;
+}
+
+SA_EXPORT void *sa_aligned_alloc(size_t align, size_t size)
+{
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned_impl(align, size);
+}
+
+SA_EXPORT void *sa_memalign(size_t align, size_t size)
+{
+    /* glibc: a non power of two is rounded up; absurd alignments fail. */
+    if (align > (SIZE_MAX >> 1) + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(align)) {
+        size_t a = SA_MIN_ALIGN;
+        while (a < align)
+            a <<= 1;
+        align = a;
+    }
+    return aligned_impl(align, size);
+}
+
+SA_EXPORT void *sa_valloc(size_t size)
+{
+    return aligned_impl(sa_os_page_size(), size);
+}
+
+SA_EXPORT void *sa_pvalloc(size_t size)
+{
+    size_t pg = sa_os_page_size();
+    if (size > PTRDIFF_MAX)
+        return fail_nomem();
+    size_t rounded = (size + pg - 1) & ~(pg - 1);
+    if (rounded == 0)
+        rounded = pg;
+    return aligned_impl(pg, rounded);
+}
+
+SA_EXPORT size_t sa_malloc_usable_size(void *p)
+{
+    return usable_size_impl(p, "sa_malloc_usable_size");
+}
+
+/* ---- the process malloc -------------------------------------------------------
+ * Every name a program or glibc itself may call, so pointers from two
+ * allocators never mix. C++ operator new/delete in libstdc++ call malloc and
+ * free, so they land here too. */
+
+SA_EXPORT void *malloc(size_t size) { return malloc_impl(size); }
+SA_EXPORT void *calloc(size_t n, size_t size) { return calloc_impl(n, size); }
+SA_EXPORT void free(void *p) { free_impl(p, "free"); }
+SA_EXPORT void cfree(void *p) { free_impl(p, "cfree"); }
+SA_EXPORT void *realloc(void *p, size_t size) { return realloc_impl(p, size, "realloc"); }
+
+SA_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return fail_nomem();
+    return realloc_impl(p, total, "reallocarray");
+}
+
+SA_EXPORT void free_sized(void *p, size_t size) { free_sized_impl(p, size, 0, "free_sized"); }
+
+SA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    free_sized_impl(p, size, is_pow2(align) ? align : 0, "free_aligned_sized");
+}
+
+SA_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
+{
+    return sa_posix_memalign(memptr, align, size);
+}
+
+SA_EXPORT void *aligned_alloc(size_t align, size_t size) { return sa_aligned_alloc(align, size); }
+SA_EXPORT void *memalign(size_t align, size_t size) { return sa_memalign(align, size); }
+SA_EXPORT void *valloc(size_t size) { return sa_valloc(size); }
+SA_EXPORT void *pvalloc(size_t size) { return sa_pvalloc(size); }
+
+SA_EXPORT size_t malloc_usable_size(void *p)
+{
+    return usable_size_impl(p, "malloc_usable_size");
+}
+
+/* glibc's internal names. */
+SA_EXPORT void *__libc_malloc(size_t size) { return malloc_impl(size); }
+SA_EXPORT void *__libc_calloc(size_t n, size_t size) { return calloc_impl(n, size); }
+SA_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc_impl(p, size, "realloc"); }
+SA_EXPORT void __libc_free(void *p) { free_impl(p, "free"); }
+SA_EXPORT void *__libc_memalign(size_t align, size_t size) { return sa_memalign(align, size); }
+SA_EXPORT void *__libc_valloc(size_t size) { return sa_valloc(size); }
+SA_EXPORT void *__libc_pvalloc(size_t size) { return sa_pvalloc(size); }
+
+SA_EXPORT int __posix_memalign(void **memptr, size_t align, size_t size)
+{
+    return sa_posix_memalign(memptr, align, size);
+}

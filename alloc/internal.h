@@ -1,0 +1,338 @@
+/*
+ * internal.h — every internal type of spanalloc, in one place.
+ *
+ * Vocabulary (from the Go runtime, see docs/design.md):
+ *   page      8 KiB, the unit of the page heap.
+ *   arena     64 MiB of reserved address space; its metadata (sa_heaparena)
+ *             holds the page -> span map and the page allocator's bitmaps.
+ *   span      a run of pages: either one large object (span class 0) or
+ *             nelems objects of one size class tracked by bitmaps.
+ *   mcache    per-thread: one span per span class, no locks.
+ *   mcentral  per span class: partial and full spans, a lock.
+ *   mheap     the page heap: arenas, page allocator, span structs; one lock.
+ *
+ * Lock order (outermost first), also the order the fork handler takes them:
+ *   mcache list lock  ->  mcentral locks by span class  ->  mheap lock.
+ * No code path holds an mcentral lock while taking another mcentral's lock.
+ */
+#ifndef SA_INTERNAL_H
+#define SA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sizeclasses.h"
+#include "spanalloc.h"
+
+#define SA_HIDDEN __attribute__((visibility("hidden")))
+#define SA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SA_NOINLINE __attribute__((noinline))
+#define SA_COLD __attribute__((cold, noinline))
+#define SA_CACHELINE 64
+
+/* Relaxed / sequentially consistent atomics on plain fields. Fields touched
+ * by more than one thread are always accessed through these. */
+#define sa_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define sa_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define sa_load_sc(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define sa_store_sc(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define sa_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define sa_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* ---- address space layout ------------------------------------------------ */
+
+#define SA_ADDR_BITS 48
+#define SA_ARENA_SHIFT 26
+#define SA_ARENA_BYTES ((size_t)1 << SA_ARENA_SHIFT) /* 64 MiB */
+#define SA_PAGES_PER_ARENA (SA_ARENA_BYTES >> SA_PAGE_SHIFT) /* 8192 */
+#define SA_ARENA_INDEX_LEN ((size_t)1 << (SA_ADDR_BITS - SA_ARENA_SHIFT))
+#define SA_CHUNK_PAGES 512 /* page-allocator summary leaf: 4 MiB */
+#define SA_CHUNKS_PER_ARENA (SA_PAGES_PER_ARENA / SA_CHUNK_PAGES) /* 16 */
+#define SA_ARENA_BITMAP_WORDS (SA_PAGES_PER_ARENA / 64) /* 128 */
+#define SA_CHUNK_WORDS (SA_CHUNK_PAGES / 64) /* 8 */
+#define SA_BITMAP_WORDS (SA_MAX_SPAN_OBJS / 64) /* 8: span bitmaps */
+
+/* ---- span classes -------------------------------------------------------- */
+/* spanclass = sizeclass | managed << 6 | noscan << 7. Class 0 = large.
+ * malloc uses the unmanaged classes 1..SA_NUM_SIZE_CLASSES-1; the collector
+ * (issue 6) uses the managed ones. */
+#define SA_NUM_SPAN_CLASSES 256
+#define SA_SPANCLASS_MANAGED 0x40
+#define SA_SPANCLASS_NOSCAN 0x80
+#define SA_SPANCLASS_SIZE_MASK 0x3f
+_Static_assert(SA_NUM_SIZE_CLASSES <= 64, "size class must fit in 6 bits");
+
+static inline unsigned sa_spanclass_sizeclass(unsigned spc)
+{
+    return spc & SA_SPANCLASS_SIZE_MASK;
+}
+
+/* ---- span ----------------------------------------------------------------- */
+
+enum sa_span_state {
+    SA_SPAN_FREE = 0,    /* struct unused (in the mheap's struct pool) */
+    SA_SPAN_CACHED = 1,  /* small span owned by one mcache */
+    SA_SPAN_CENTRAL = 2, /* small span owned by its mcentral */
+    SA_SPAN_LARGE = 3,   /* one large object */
+};
+
+enum sa_span_list { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2 };
+
+typedef struct sa_mcache sa_mcache;
+typedef struct sa_span sa_span;
+
+/*
+ * A span's metadata lives outside the span's memory (no headers, no free
+ * lists inside user memory).
+ *
+ * Who writes what:
+ *  - allocCache, freeindex, allocBits: the span's owner only -- the mcache
+ *    thread while state == CACHED, the mcentral (under its lock) while
+ *    CENTRAL. allocBits words are stored with relaxed atomics because
+ *    non-owners read them to detect double frees.
+ *  - remoteFree: any thread freeing an object of a span it does not own sets
+ *    the object's bit with an atomic OR; the owner folds the word into
+ *    allocBits with an atomic exchange (see span.c).
+ *  - state, owner: changed by the owner / under the mcentral lock; read by
+ *    any thread (atomics).
+ *  - pending, pendingNext: the mcentral's notification stack (mcentral.c).
+ *  - everything else: set under the mheap lock when the span is created.
+ */
+struct sa_span {
+    /* First cache line: everything the malloc/free fast paths touch. */
+    uint64_t allocCache;  /* ~allocBits from freeindex on; bit 0 = freeindex */
+    uintptr_t base;       /* address of the first page */
+    uint32_t freeindex;   /* slot index of allocCache bit 0 */
+    uint32_t elemsize;    /* object size; 0 for large spans */
+    uint32_t divmul;      /* idx = (offset * divmul) >> 32 */
+    uint16_t nelems;      /* object count */
+    uint8_t spanclass;
+    uint8_t needzero;     /* 1 once slots may hold old data */
+    sa_mcache *owner;     /* atomic: caching mcache, or NULL */
+    size_t npages;
+    uint8_t state;        /* atomic: enum sa_span_state */
+    uint8_t list;         /* enum sa_span_list, under the mcentral lock */
+    uint8_t pending;      /* atomic: 1 while on an mcentral pending stack */
+    uint8_t largezero;    /* large span: pages came back zeroed */
+    uint32_t windowFree;  /* owner: free slots in allocCache when loaded */
+    sa_span *next, *prev; /* mcentral list links / mheap struct free list */
+
+    /* Second cache line: the bitmap the owner owns. */
+    uint64_t allocBits[SA_BITMAP_WORDS] __attribute__((aligned(SA_CACHELINE)));
+    /* Third cache line: written by other threads; kept apart from the owner's
+     * lines so remote frees do not bounce them. */
+    uint64_t remoteFree[SA_BITMAP_WORDS] __attribute__((aligned(SA_CACHELINE)));
+    sa_span *pendingNext; /* pending stack link (written by the CAS winner) */
+    uint64_t *gcmarkBits; /* the collector's mark bits (issue 6), else NULL */
+};
+
+static inline unsigned sa_span_nwords(const sa_span *s)
+{
+    return (s->nelems + 63u) >> 6;
+}
+
+/* Object index of an offset inside a small span (exact for every offset in
+ * the span: tools/mksizeclasses.py checks it). */
+static inline uint32_t sa_span_index(const sa_span *s, uintptr_t off)
+{
+    return (uint32_t)(((uint64_t)off * s->divmul) >> 32);
+}
+
+/* ---- heap arenas and the page map ------------------------------------------ */
+
+/* Summary of a run of pages: free pages at the start, the longest free run,
+ * free pages at the end (Go's pallocSum, unpacked). */
+typedef struct sa_pallocsum {
+    uint32_t start, max, end;
+} sa_pallocsum;
+
+typedef struct sa_heaparena {
+    /* page -> span for every page of an in-use span; NULL for free pages.
+     * Written under the mheap lock, read lock-free (relaxed atomics). */
+    sa_span *spans[SA_PAGES_PER_ARENA];
+    /* Page allocator state, under the mheap lock. */
+    uint64_t inuse[SA_ARENA_BITMAP_WORDS];    /* 1 = page allocated */
+    uint64_t released[SA_ARENA_BITMAP_WORDS]; /* 1 = page known zero / released */
+    sa_pallocsum chunksum[SA_CHUNKS_PER_ARENA];
+    sa_pallocsum sum;
+    uintptr_t base;
+    uint32_t index; /* position in the mheap's address-ordered arena array */
+} sa_heaparena;
+
+/* arena index -> metadata; a 32 MiB BSS array of which only the entries of
+ * arenas in use are ever touched. Owned by mheap.c. */
+extern SA_HIDDEN sa_heaparena *sa_arena_index[SA_ARENA_INDEX_LEN];
+
+/* O(1) pointer -> span lookup; NULL when the address is not in a span. */
+static inline sa_span *sa_span_of(uintptr_t addr)
+{
+    uintptr_t ai = addr >> SA_ARENA_SHIFT;
+    if (SA_UNLIKELY(ai >= SA_ARENA_INDEX_LEN))
+        return NULL;
+    sa_heaparena *a = sa_load_relaxed(&sa_arena_index[ai]);
+    if (SA_UNLIKELY(a == NULL))
+        return NULL;
+    return sa_load_relaxed(&a->spans[(addr >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)]);
+}
+
+/* ---- mcache ------------------------------------------------------------------ */
+
+/* Per-thread counters, written by the owning thread with relaxed atomics and
+ * folded by readers (stats.c). */
+typedef struct sa_threadstats {
+    uint64_t nmalloc[SA_NUM_SIZE_CLASSES]; /* small objects handed out */
+    uint64_t nfree[SA_NUM_SIZE_CLASSES];   /* small objects freed by this thread */
+    uint64_t nlarge_alloc, nlarge_free;
+    uint64_t large_bytes_alloc, large_bytes_free;
+} sa_threadstats;
+
+struct sa_mcache {
+    /* One span per span class; never NULL (an empty span stands in). */
+    sa_span *alloc[SA_NUM_SPAN_CLASSES];
+    sa_threadstats stats;
+    sa_mcache *next, *prev; /* list of live mcaches (mcache list lock) */
+    bool dead;              /* the sentinel used after thread exit */
+};
+
+/* The thread's mcache: one initial-exec TLS slot; starts at sa_mcache_empty. */
+extern SA_HIDDEN __thread sa_mcache *sa_tls_mcache;
+extern SA_HIDDEN sa_mcache sa_mcache_empty; /* before a thread's first malloc */
+extern SA_HIDDEN sa_mcache sa_mcache_dead;  /* after its cache was flushed */
+extern SA_HIDDEN sa_span sa_emptyspan;      /* allocCache 0: always misses */
+
+SA_HIDDEN sa_mcache *sa_mcache_for_thread(void);
+SA_HIDDEN void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero);
+SA_HIDDEN void sa_mcache_release_all(sa_mcache *mc);
+SA_HIDDEN void sa_mcache_fork_prepare(void);
+SA_HIDDEN void sa_mcache_fork_parent(void);
+SA_HIDDEN void sa_mcache_fork_child(void);
+SA_HIDDEN void sa_mcache_fold_stats(sa_threadstats *out);
+SA_HIDDEN void sa_thread_exit(void *arg);
+
+/* ---- span operations (span.c) ---------------------------------------------- */
+
+SA_HIDDEN void sa_span_init_small(sa_span *s, unsigned spc);
+SA_HIDDEN unsigned sa_span_merge_remote(sa_span *s, const char *call);
+SA_HIDDEN unsigned sa_span_count_alloc(const sa_span *s);
+SA_HIDDEN bool sa_span_load_window(sa_span *s, unsigned fromword);
+SA_HIDDEN void sa_span_unload_window(sa_span *s);
+SA_HIDDEN void *sa_span_alloc_slow_one(sa_span *s);
+SA_HIDDEN void sa_free_remote(sa_span *s, uint32_t idx, const char *call, void *p);
+
+static inline void sa_bit_set(uint64_t *words, uint32_t idx)
+{
+    uint64_t *w = &words[idx >> 6];
+    sa_store_relaxed(w, sa_load_relaxed(w) | ((uint64_t)1 << (idx & 63)));
+}
+
+/* ---- mcentral ------------------------------------------------------------------ */
+
+typedef struct sa_mcentral {
+    pthread_mutex_t lock;
+    sa_span *partial; /* spans with a free slot (doubly linked) */
+    sa_span *full;    /* spans with no free slot */
+    sa_span *pending; /* atomic Treiber stack: spans that got remote frees */
+    uint64_t nspans;  /* spans owned by this class (any state but FREE) */
+    uint8_t spanclass;
+} __attribute__((aligned(SA_CACHELINE))) sa_mcentral;
+
+extern SA_HIDDEN sa_mcentral sa_central[SA_NUM_SPAN_CLASSES];
+
+SA_HIDDEN void sa_mcentral_init_all(void);
+SA_HIDDEN sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc);
+SA_HIDDEN void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s);
+SA_HIDDEN void sa_mcentral_notify(sa_span *s, unsigned spc);
+SA_HIDDEN void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero);
+SA_HIDDEN void sa_mcentral_fork_prepare(void);
+SA_HIDDEN void sa_mcentral_fork_parent(void);
+SA_HIDDEN void sa_mcentral_fork_child(void);
+
+/* ---- mheap and page allocator ----------------------------------------------- */
+
+typedef struct sa_pageheap_stats {
+    size_t arenas;         /* arenas reserved */
+    size_t pages_inuse;    /* pages in spans */
+    size_t pages_released; /* free pages known to hold no memory */
+} sa_pageheap_stats;
+
+SA_HIDDEN void sa_mheap_init(void);
+SA_HIDDEN sa_span *sa_mheap_alloc_small_span(unsigned spc);
+SA_HIDDEN sa_span *sa_mheap_alloc_large(size_t npages, size_t align);
+SA_HIDDEN void sa_mheap_free_span(sa_span *s);
+SA_HIDDEN bool sa_mheap_grow_large_in_place(sa_span *s, size_t npages);
+SA_HIDDEN void sa_mheap_shrink_large(sa_span *s, size_t npages);
+SA_HIDDEN void sa_mheap_stats(sa_pageheap_stats *out);
+SA_HIDDEN void sa_mheap_fork_prepare(void);
+SA_HIDDEN void sa_mheap_fork_parent(void);
+SA_HIDDEN void sa_mheap_fork_child(void);
+SA_HIDDEN sa_heaparena *sa_mheap_arena_of(uintptr_t addr);
+
+/* Page allocator over the arenas (pagealloc.c); caller holds the mheap lock. */
+typedef struct sa_pagealloc {
+    sa_heaparena **arenas; /* address-ordered */
+    size_t narenas, cap;
+    size_t searchArena;    /* no free page in arenas below this index */
+    size_t pages_inuse, pages_released, pages_total;
+} sa_pagealloc;
+
+SA_HIDDEN bool sa_pages_add_arena(sa_pagealloc *pa, sa_heaparena *a);
+SA_HIDDEN uintptr_t sa_pages_alloc(sa_pagealloc *pa, size_t npages, size_t *nreleased);
+SA_HIDDEN bool sa_pages_alloc_at(sa_pagealloc *pa, uintptr_t addr, size_t npages,
+                                 size_t *nreleased);
+SA_HIDDEN void sa_pages_free(sa_pagealloc *pa, uintptr_t addr, size_t npages);
+SA_HIDDEN bool sa_pages_range_free(sa_pagealloc *pa, uintptr_t addr, size_t npages);
+SA_HIDDEN void sa_pallocsum_compute(const uint64_t *words, unsigned nbits, sa_pallocsum *out);
+SA_HIDDEN long sa_bitmap_find_zero_run(const uint64_t *words, unsigned nbits, size_t n);
+
+/* ---- OS layer (os.c): every system call lives there ---------------------------- */
+
+SA_HIDDEN void *sa_os_reserve(size_t bytes, size_t align, void *hint);
+SA_HIDDEN void *sa_os_alloc_meta(size_t bytes);
+SA_HIDDEN void sa_os_unmap(void *p, size_t bytes);
+SA_HIDDEN void sa_os_write_stderr(const char *buf, size_t len);
+SA_HIDDEN void sa_os_abort(void) __attribute__((noreturn));
+SA_HIDDEN size_t sa_os_page_size(void);
+
+/* Fixed-size metadata allocator over sa_os_alloc_meta (caller's lock). */
+typedef struct sa_fixalloc {
+    size_t size;
+    void *freelist;
+    char *chunk;
+    size_t left;
+    size_t inuse, sys;
+} sa_fixalloc;
+SA_HIDDEN void *sa_fixalloc_alloc(sa_fixalloc *f);
+SA_HIDDEN void sa_fixalloc_free(sa_fixalloc *f, void *p);
+
+/* ---- reports ------------------------------------------------------------------------ */
+
+/* "spanalloc: CALL(): invalid pointer 0xADDR (REASON)" on stderr, then abort. */
+SA_HIDDEN void sa_report_invalid(const char *call, const void *p, const char *reason)
+    __attribute__((noreturn, cold));
+SA_HIDDEN void sa_report_fatal(const char *msg) __attribute__((noreturn, cold));
+/* Formats into buf: a tiny printf that never allocates (%s %zu %p %x %d). */
+SA_HIDDEN size_t sa_format(char *buf, size_t cap, const char *fmt, ...);
+
+/* ---- init, options, stats ------------------------------------------------------------- */
+
+SA_HIDDEN void sa_ensure_init(void);
+SA_HIDDEN bool sa_is_ready(void);
+SA_HIDDEN bool sa_init_in_progress_here(void);
+
+typedef struct sa_options {
+    int stats; /* print a summary at exit */
+} sa_options;
+extern SA_HIDDEN sa_options sa_opts;
+SA_HIDDEN void sa_options_init(void);
+SA_HIDDEN int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen);
+
+/* Counters of threads that exited and of allocations made without an mcache
+ * (atomics). */
+extern SA_HIDDEN sa_threadstats sa_global_stats;
+SA_HIDDEN void sa_stats_add_global(uint64_t *field, uint64_t v);
+SA_HIDDEN void sa_stats_print_exit(void);
+
+#endif /* SA_INTERNAL_H */

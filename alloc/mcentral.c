@@ -1,0 +1,251 @@
+/*
+ * mcentral.c — one central list per span class.
+ *
+ * Owns: the spans of its class that no mcache holds, in two lists -- partial
+ * (at least one free slot) and full -- and a pending stack of spans that
+ * received frees from other threads. It refills mcaches (cache_span), takes
+ * spans back from them (uncache_span), gets new spans from the mheap and
+ * gives empty ones back.
+ *
+ * How a free reaches a span that sits here. The freeing thread owns nothing
+ * of the span, so it never writes allocBits and takes no lock: it ORs the
+ * object's bit into the span's remoteFree word (span.c), then, if the span is
+ * CENTRAL, calls sa_mcentral_notify, which pushes the span onto this class's
+ * pending stack unless it is already there (the span's `pending` flag, won
+ * by CAS, guarantees one membership at a time). The common case -- a span
+ * already pending -- costs one load. Whoever next takes the lock drains the
+ * stack: it clears `pending` before folding remoteFree into allocBits (so a
+ * free landing after the fold finds `pending` clear and notifies again), then
+ * files the span as partial or full, or returns it to the mheap when empty.
+ * So producer/consumer programs (one thread allocates, another frees) see
+ * their spans come back as soon as the producer needs a span, and memory
+ * stays flat.
+ *
+ * The notification may land on a span that was emptied and recycled in the
+ * meantime (span structs are type-stable, never unmapped): the drainer checks
+ * that the span is still CENTRAL and of its class, hands it to the right
+ * mcentral's stack otherwise (keeping `pending` set), or just clears
+ * `pending` when no mcentral owns it. A stale notification therefore costs
+ * one extra look, never a lost or misfiled span.
+ *
+ * Locking: `lock` guards the lists, nspans, and the allocBits of CENTRAL
+ * spans of this class. It is never held while calling the mheap or taking
+ * another mcentral's lock. The pending stack is lock-free (push by CAS, pop
+ * everything by exchange, so there is no ABA).
+ */
+#include "internal.h"
+
+SA_HIDDEN sa_mcentral sa_central[SA_NUM_SPAN_CLASSES];
+
+void sa_mcentral_init_all(void)
+{
+    for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        pthread_mutex_init(&sa_central[i].lock, NULL);
+        sa_central[i].spanclass = (uint8_t)i;
+    }
+}
+
+/* ---- lists (lock held) --------------------------------------------------- */
+
+static sa_span **list_head(sa_mcentral *c, uint8_t list)
+{
+    return list == SA_LIST_PARTIAL ? &c->partial : &c->full;
+}
+
+static void list_remove(sa_mcentral *c, sa_span *s)
+{
+    if (s->list == SA_LIST_NONE)
+        return;
+    sa_span **head = list_head(c, s->list);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->list = SA_LIST_NONE;
+}
+
+static void list_push(sa_mcentral *c, sa_span *s, uint8_t list)
+{
+    sa_span **head = list_head(c, list);
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+    s->list = list;
+}
+
+/* Files a CENTRAL span by its occupancy; empty spans go onto *tofree (linked
+ * through next) to be returned to the mheap once the lock is dropped. */
+static void reclassify(sa_mcentral *c, sa_span *s, sa_span **tofree)
+{
+    unsigned n = sa_span_count_alloc(s);
+    uint8_t want = n == 0 ? SA_LIST_NONE : n == s->nelems ? SA_LIST_FULL : SA_LIST_PARTIAL;
+    if (want == SA_LIST_NONE) {
+        list_remove(c, s);
+        c->nspans--;
+        s->next = *tofree;
+        *tofree = s;
+        return;
+    }
+    if (s->list != want) {
+        list_remove(c, s);
+        list_push(c, s, want);
+    }
+}
+
+static void push_pending(sa_mcentral *c, sa_span *s)
+{
+    sa_span *head = __atomic_load_n(&c->pending, __ATOMIC_RELAXED);
+    do {
+        s->pendingNext = head;
+    } while (!__atomic_compare_exchange_n(&c->pending, &head, s, true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+}
+
+void sa_mcentral_notify(sa_span *s, unsigned spc)
+{
+    if (sa_load_relaxed(&s->pending))
+        return;
+    uint8_t expect = 0;
+    if (!__atomic_compare_exchange_n(&s->pending, &expect, 1, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_RELAXED))
+        return;
+    push_pending(&sa_central[spc], s);
+}
+
+static void drain_pending(sa_mcentral *c, sa_span **tofree)
+{
+    sa_span *s = __atomic_exchange_n(&c->pending, NULL, __ATOMIC_ACQUIRE);
+    while (s) {
+        sa_span *next = s->pendingNext;
+        uint8_t state = sa_load_sc(&s->state);
+        uint8_t spc = sa_load_relaxed(&s->spanclass);
+        if (state == SA_SPAN_CENTRAL && spc != c->spanclass) {
+            push_pending(&sa_central[spc], s); /* stale: someone else's */
+        } else if (state != SA_SPAN_CENTRAL) {
+            sa_store_sc(&s->pending, 0); /* cached or recycled: owner merges */
+        } else {
+            sa_store_sc(&s->pending, 0);
+            sa_span_merge_remote(s, "free");
+            reclassify(c, s, tofree);
+        }
+        s = next;
+    }
+}
+
+static void free_spans(sa_span *list)
+{
+    while (list) {
+        sa_span *next = list->next;
+        sa_mheap_free_span(list);
+        list = next;
+    }
+}
+
+/* ---- mcache interface ---------------------------------------------------- */
+
+/* Hands mc a span with at least one free slot, window loaded; NULL when the
+ * heap is out of memory. Partial spans first (they may hold dirty slots), a
+ * fresh span from the mheap otherwise. */
+sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc)
+{
+    sa_span *tofree = NULL;
+    pthread_mutex_lock(&c->lock);
+    drain_pending(c, &tofree);
+    sa_span *s = c->partial;
+    if (s) {
+        list_remove(c, s);
+        sa_store_relaxed(&s->owner, mc);
+        sa_store_sc(&s->state, SA_SPAN_CACHED);
+    }
+    pthread_mutex_unlock(&c->lock);
+    free_spans(tofree);
+    if (s) {
+        s->needzero = 1;
+        sa_span_merge_remote(s, "free");
+        if (sa_span_load_window(s, 0))
+            return s;
+        /* Cannot happen: partial spans have a free slot and only the owner
+         * (now us) allocates. */
+        sa_report_fatal("mcentral: partial span without a free slot");
+    }
+    s = sa_mheap_alloc_small_span(c->spanclass);
+    if (!s)
+        return NULL;
+    sa_store_relaxed(&s->owner, mc);
+    sa_store_sc(&s->state, SA_SPAN_CACHED);
+    pthread_mutex_lock(&c->lock);
+    c->nspans++;
+    pthread_mutex_unlock(&c->lock);
+    sa_span_load_window(s, 0);
+    return s;
+}
+
+/* Takes back a span from its mcache (window already retired). */
+void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s)
+{
+    sa_span *tofree = NULL;
+    pthread_mutex_lock(&c->lock);
+    sa_span_unload_window(s);
+    sa_store_relaxed(&s->owner, NULL);
+    /* Publish CENTRAL before draining remoteFree (see sa_free_remote). */
+    sa_store_sc(&s->state, SA_SPAN_CENTRAL);
+    s->needzero = 1;
+    sa_span_merge_remote(s, "free");
+    s->list = SA_LIST_NONE;
+    reclassify(c, s, &tofree);
+    pthread_mutex_unlock(&c->lock);
+    free_spans(tofree);
+}
+
+/* One object for a thread without an mcache (during bootstrap, or after its
+ * cache was flushed at exit). *needzero tells whether the slot may be dirty. */
+void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero)
+{
+    sa_span *tofree = NULL;
+    pthread_mutex_lock(&c->lock);
+    drain_pending(c, &tofree);
+    sa_span *s = c->partial;
+    if (!s) {
+        pthread_mutex_unlock(&c->lock);
+        s = sa_mheap_alloc_small_span(c->spanclass);
+        if (!s) {
+            free_spans(tofree);
+            return NULL;
+        }
+        sa_store_sc(&s->state, SA_SPAN_CENTRAL);
+        pthread_mutex_lock(&c->lock);
+        c->nspans++;
+        list_push(c, s, SA_LIST_PARTIAL);
+    }
+    void *p = sa_span_alloc_slow_one(s);
+    reclassify(c, s, &tofree);
+    pthread_mutex_unlock(&c->lock);
+    free_spans(tofree);
+    *needzero = 1;
+    return p;
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+void sa_mcentral_fork_prepare(void)
+{
+    for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++)
+        pthread_mutex_lock(&sa_central[i].lock);
+}
+
+void sa_mcentral_fork_parent(void)
+{
+    for (unsigned i = SA_NUM_SPAN_CLASSES; i-- > 0;)
+        pthread_mutex_unlock(&sa_central[i].lock);
+}
+
+void sa_mcentral_fork_child(void)
+{
+    for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++)
+        pthread_mutex_init(&sa_central[i].lock, NULL);
+}

@@ -1,0 +1,283 @@
+/*
+ * mheap.c — the page heap.
+ *
+ * Owns: the arenas (64 MiB units of reserved address space), their metadata
+ * (sa_heaparena: the page -> span map and the page allocator's bitmaps), the
+ * arena index that makes pointer -> span lookup O(1), the page allocator
+ * state, and the pool of span structs.
+ *
+ * Address space is reserved incrementally, one or a few arenas at a time,
+ * right after the previous one when the kernel agrees (so large blocks can
+ * span adjacent arenas); a failed reservation is an out-of-memory (NULL with
+ * ENOMEM at the entry point), never a crash. Fresh arena pages are counted
+ * as released (they read as zero), so spans carved from them need no zeroing.
+ *
+ * Invariants:
+ *  - every page of an in-use span maps to that span in its arena's spans[];
+ *    free pages map to NULL. So a pointer into a freed large block or into
+ *    free pages is recognised as "not allocated".
+ *  - an arena's metadata is never freed, and sa_arena_index entries, once
+ *    set, never change: a lock-free reader can always dereference them.
+ *  - span structs are type-stable: they are recycled through the pool but
+ *    never unmapped, so a late reader of a recycled struct reads a span
+ *    (mcentral.c relies on this for its notification protocol).
+ *
+ * Locking: one mutex (heap_lock) guards everything here. Callers never hold
+ * it while calling into mcentral or mcache. Large allocations and frees take
+ * it; small allocation reaches it only when an mcentral needs a new span.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "internal.h"
+#include "track.h"
+
+SA_HIDDEN sa_heaparena *sa_arena_index[SA_ARENA_INDEX_LEN];
+
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static sa_pagealloc pages;          /* under heap_lock */
+static sa_fixalloc spanalloc_pool = {.size = sizeof(sa_span)};
+static sa_fixalloc arenameta_pool = {.size = sizeof(sa_heaparena)};
+static uintptr_t next_arena_hint;   /* where the next reservation should go */
+static size_t arena_bytes_reserved; /* heap address space reserved */
+
+void sa_mheap_init(void)
+{
+    /* Everything is statically initialised; this is where a first hint for
+     * the heap could be chosen. Leave it to the kernel: a fixed hint fights
+     * ASLR and sanitizers. */
+}
+
+sa_heaparena *sa_mheap_arena_of(uintptr_t addr)
+{
+    if ((addr >> SA_ARENA_SHIFT) >= SA_ARENA_INDEX_LEN)
+        return NULL;
+    return sa_load_relaxed(&sa_arena_index[addr >> SA_ARENA_SHIFT]);
+}
+
+/* Reserves enough arenas for npages more pages. heap_lock held. */
+static bool heap_grow(size_t npages)
+{
+    size_t narenas = (npages + SA_PAGES_PER_ARENA - 1) / SA_PAGES_PER_ARENA;
+    if (narenas == 0)
+        narenas = 1;
+    if (narenas > (SIZE_MAX >> SA_ARENA_SHIFT))
+        return false;
+    size_t bytes = narenas << SA_ARENA_SHIFT;
+    void *p = sa_os_reserve(bytes, SA_ARENA_BYTES, (void *)next_arena_hint);
+    if (!p)
+        return false;
+    uintptr_t base = (uintptr_t)p;
+    if (((base + bytes - 1) >> SA_ARENA_SHIFT) >= SA_ARENA_INDEX_LEN) {
+        sa_os_unmap(p, bytes);
+        return false;
+    }
+    SA_TRACK_NOACCESS(p, bytes);
+    for (size_t i = 0; i < narenas; i++) {
+        sa_heaparena *a = sa_fixalloc_alloc(&arenameta_pool);
+        if (!a || !sa_pages_add_arena(&pages, a)) {
+            /* Keep the arenas already registered; give back the rest. */
+            if (a)
+                sa_fixalloc_free(&arenameta_pool, a);
+            uintptr_t rest = base + (i << SA_ARENA_SHIFT);
+            sa_os_unmap((void *)rest, bytes - (i << SA_ARENA_SHIFT));
+            return i > 0 && i * SA_PAGES_PER_ARENA >= npages;
+        }
+        a->base = base + (i << SA_ARENA_SHIFT);
+        sa_store_release(&sa_arena_index[a->base >> SA_ARENA_SHIFT], a);
+        arena_bytes_reserved += SA_ARENA_BYTES;
+    }
+    next_arena_hint = base + bytes;
+    return true;
+}
+
+/* Allocates npages (heap_lock held), growing the heap if needed. */
+static uintptr_t heap_alloc_pages(size_t npages, size_t *nreleased)
+{
+    uintptr_t addr = sa_pages_alloc(&pages, npages, nreleased);
+    if (addr == 0 && heap_grow(npages))
+        addr = sa_pages_alloc(&pages, npages, nreleased);
+    return addr;
+}
+
+static void map_span_pages(sa_span *s, sa_span *value)
+{
+    uintptr_t addr = s->base;
+    size_t n = s->npages;
+    while (n > 0) {
+        sa_heaparena *a = sa_arena_index[addr >> SA_ARENA_SHIFT];
+        size_t first = (addr - a->base) >> SA_PAGE_SHIFT;
+        size_t k = SA_PAGES_PER_ARENA - first;
+        if (k > n)
+            k = n;
+        for (size_t i = 0; i < k; i++)
+            sa_store_release(&a->spans[first + i], value);
+        addr += k << SA_PAGE_SHIFT;
+        n -= k;
+    }
+}
+
+static sa_span *new_span_struct(void)
+{
+    sa_span *s = sa_fixalloc_alloc(&spanalloc_pool);
+    return s;
+}
+
+/* Recycles a span struct. pending/pendingNext are left alone: the struct may
+ * still sit on an mcentral's pending stack, whose processor clears them. */
+static void free_span_struct(sa_span *s)
+{
+    sa_store_sc(&s->state, SA_SPAN_FREE);
+    sa_store_relaxed(&s->owner, NULL);
+    s->next = spanalloc_pool.freelist;
+    spanalloc_pool.freelist = s;
+    spanalloc_pool.inuse -= sizeof(sa_span);
+}
+
+static sa_span *take_span_struct(void)
+{
+    sa_span *s = spanalloc_pool.freelist;
+    if (s) {
+        spanalloc_pool.freelist = s->next;
+        spanalloc_pool.inuse += sizeof(sa_span);
+        /* keep pending/pendingNext (see free_span_struct) */
+        uint8_t pending = sa_load_sc(&s->pending);
+        sa_span *pnext = s->pendingNext;
+        memset(s, 0, offsetof(sa_span, pendingNext));
+        s->gcmarkBits = NULL;
+        s->pendingNext = pnext;
+        (void)pending;
+        return s;
+    }
+    return new_span_struct();
+}
+
+sa_span *sa_mheap_alloc_small_span(unsigned spc)
+{
+    unsigned sc = sa_spanclass_sizeclass(spc);
+    size_t npages = sa_class_to_npages[sc];
+    size_t nreleased = 0;
+    pthread_mutex_lock(&heap_lock);
+    sa_span *s = take_span_struct();
+    uintptr_t addr = s ? heap_alloc_pages(npages, &nreleased) : 0;
+    if (!addr) {
+        if (s)
+            free_span_struct(s);
+        pthread_mutex_unlock(&heap_lock);
+        return NULL;
+    }
+    s->base = addr;
+    s->npages = npages;
+    s->needzero = nreleased != npages;
+    sa_span_init_small(s, spc);
+    map_span_pages(s, s);
+    pthread_mutex_unlock(&heap_lock);
+    SA_TRACK_NOACCESS((void *)addr, npages << SA_PAGE_SHIFT);
+    return s;
+}
+
+sa_span *sa_mheap_alloc_large(size_t npages, size_t align)
+{
+    size_t alignpages = align > SA_PAGE_SIZE ? align >> SA_PAGE_SHIFT : 1;
+    size_t extra = alignpages - 1;
+    if (npages + extra < npages)
+        return NULL;
+    size_t nreleased = 0;
+    pthread_mutex_lock(&heap_lock);
+    sa_span *s = take_span_struct();
+    uintptr_t addr = s ? heap_alloc_pages(npages + extra, &nreleased) : 0;
+    if (!addr) {
+        if (s)
+            free_span_struct(s);
+        pthread_mutex_unlock(&heap_lock);
+        return NULL;
+    }
+    if (extra) {
+        /* Trim the over-allocation to an aligned run. */
+        uintptr_t start = (addr + align - 1) & ~(uintptr_t)(align - 1);
+        size_t head = (start - addr) >> SA_PAGE_SHIFT;
+        size_t tail = extra - head;
+        if (head)
+            sa_pages_free(&pages, addr, head);
+        if (tail)
+            sa_pages_free(&pages, start + (npages << SA_PAGE_SHIFT), tail);
+        addr = start;
+        /* The released count covered the whole run; be conservative. */
+        nreleased = 0;
+    }
+    s->base = addr;
+    s->npages = npages;
+    s->spanclass = 0;
+    s->largezero = nreleased == npages;
+    s->nelems = 1;
+    s->state = SA_SPAN_LARGE;
+    map_span_pages(s, s);
+    pthread_mutex_unlock(&heap_lock);
+    return s;
+}
+
+void sa_mheap_free_span(sa_span *s)
+{
+    SA_TRACK_NOACCESS((void *)s->base, s->npages << SA_PAGE_SHIFT);
+    pthread_mutex_lock(&heap_lock);
+    map_span_pages(s, NULL);
+    sa_pages_free(&pages, s->base, s->npages);
+    free_span_struct(s);
+    pthread_mutex_unlock(&heap_lock);
+}
+
+bool sa_mheap_grow_large_in_place(sa_span *s, size_t npages)
+{
+    size_t add = npages - s->npages;
+    size_t nreleased;
+    pthread_mutex_lock(&heap_lock);
+    uintptr_t end = s->base + (s->npages << SA_PAGE_SHIFT);
+    bool ok = sa_pages_alloc_at(&pages, end, add, &nreleased);
+    if (ok) {
+        size_t old = s->npages;
+        s->npages = npages;
+        /* Map the new pages only. */
+        sa_span tmp = {.base = end, .npages = add};
+        map_span_pages(&tmp, s);
+        (void)old;
+    }
+    pthread_mutex_unlock(&heap_lock);
+    return ok;
+}
+
+void sa_mheap_shrink_large(sa_span *s, size_t npages)
+{
+    size_t cut = s->npages - npages;
+    uintptr_t tailaddr = s->base + (npages << SA_PAGE_SHIFT);
+    SA_TRACK_NOACCESS((void *)tailaddr, cut << SA_PAGE_SHIFT);
+    pthread_mutex_lock(&heap_lock);
+    sa_span tmp = {.base = tailaddr, .npages = cut};
+    map_span_pages(&tmp, NULL);
+    sa_pages_free(&pages, tailaddr, cut);
+    s->npages = npages;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+void sa_mheap_stats(sa_pageheap_stats *out)
+{
+    pthread_mutex_lock(&heap_lock);
+    out->arenas = pages.narenas;
+    out->pages_inuse = pages.pages_inuse;
+    out->pages_released = pages.pages_released;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+void sa_mheap_fork_prepare(void)
+{
+    pthread_mutex_lock(&heap_lock);
+}
+
+void sa_mheap_fork_parent(void)
+{
+    pthread_mutex_unlock(&heap_lock);
+}
+
+void sa_mheap_fork_child(void)
+{
+    pthread_mutex_init(&heap_lock, NULL);
+}

@@ -1,0 +1,102 @@
+/*
+ * spanalloc.h — the whole public API of spanalloc.
+ *
+ * spanalloc is a malloc built like the Go runtime's allocator: per-thread
+ * caches (mcache) over spans of same-sized objects tracked by bitmaps, one
+ * central list per size class (mcentral), and a page heap (mheap).
+ *
+ * Every function here has the `sa_` prefix and works whether or not the
+ * library is also the process malloc. The shared library additionally exports
+ * the unprefixed C/POSIX/glibc names (malloc, free, ...), so linking it or
+ * preloading it (LD_PRELOAD, tools/spanalloc-run) makes it the process malloc.
+ *
+ * Conventions shared by every allocating call:
+ *  - a size above PTRDIFF_MAX, an overflowing count*size, or a size whose
+ *    alignment padding overflows returns NULL with errno = ENOMEM;
+ *  - every result is aligned to at least alignof(max_align_t) (16 bytes);
+ *  - a zero size returns a unique pointer that must be freed.
+ * Passing a pointer this library did not return (or one already freed, or an
+ * interior pointer) to a freeing call prints one line on stderr naming the
+ * call and the address, then aborts.
+ */
+#ifndef SPANALLOC_H
+#define SPANALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPANALLOC_VERSION_MAJOR 0
+#define SPANALLOC_VERSION_MINOR 1
+#define SPANALLOC_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define SA_API __attribute__((visibility("default")))
+#define SA_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define SA_API
+#define SA_MALLOC_ATTR
+#endif
+
+/* ---- the malloc family ------------------------------------------------ */
+
+/* Allocates size bytes (uninitialised). */
+SA_API SA_MALLOC_ATTR void *sa_malloc(size_t size);
+/* Allocates nmemb*size zeroed bytes; NULL+ENOMEM when the product overflows. */
+SA_API SA_MALLOC_ATTR void *sa_calloc(size_t nmemb, size_t size);
+/* Resizes ptr keeping its contents (in place when the block allows).
+ * ptr NULL acts as sa_malloc; size 0 frees ptr and returns NULL (glibc's
+ * choice). On failure returns NULL with errno = ENOMEM and ptr is untouched. */
+SA_API void *sa_realloc(void *ptr, size_t size);
+/* sa_realloc(ptr, nmemb*size) with overflow checking (NULL+ENOMEM). */
+SA_API void *sa_reallocarray(void *ptr, size_t nmemb, size_t size);
+/* Frees ptr; NULL is a no-op. */
+SA_API void sa_free(void *ptr);
+/* C23: frees ptr that was allocated with this size (the size is checked). */
+SA_API void sa_free_sized(void *ptr, size_t size);
+/* C23: frees ptr from sa_aligned_alloc(alignment, size). */
+SA_API void sa_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* Aligned allocation. Alignments up to 2^28 and beyond work.
+ * sa_posix_memalign: alignment must be a power of two multiple of
+ * sizeof(void *), else returns EINVAL; on any failure *memptr is untouched;
+ * returns ENOMEM when out of memory. */
+SA_API int sa_posix_memalign(void **memptr, size_t alignment, size_t size);
+/* C11: alignment must be a power of two (any, also < sizeof(void *)),
+ * else NULL with errno = EINVAL. */
+SA_API SA_MALLOC_ATTR void *sa_aligned_alloc(size_t alignment, size_t size);
+/* Like sa_aligned_alloc (glibc accepts a non power of two by rounding up). */
+SA_API SA_MALLOC_ATTR void *sa_memalign(size_t alignment, size_t size);
+/* Page-aligned allocation (4 KiB system pages). */
+SA_API SA_MALLOC_ATTR void *sa_valloc(size_t size);
+/* Page-aligned allocation of size rounded up to a whole page. */
+SA_API SA_MALLOC_ATTR void *sa_pvalloc(size_t size);
+
+/* The usable size of ptr: at least what was requested, stable for the
+ * block's life; 0 for NULL. */
+SA_API size_t sa_malloc_usable_size(void *ptr);
+
+/* ---- introspection ------------------------------------------------------ */
+
+/* Counters read on demand (folded from every thread's cache). */
+typedef struct sa_counters {
+    size_t mallocs;      /* cumulative allocations served (small + large) */
+    size_t frees;        /* cumulative frees */
+    size_t large_allocs; /* cumulative allocations over 32 KiB */
+    size_t heap_sys;     /* bytes of address space mapped for the heap */
+    size_t heap_inuse;   /* bytes in spans that are in use */
+} sa_counters;
+
+/* Fills *out with a snapshot of the counters above. */
+SA_API void sa_get_counters(sa_counters *out);
+
+/* Returns the library version as "major.minor.patch". */
+SA_API const char *sa_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPANALLOC_H */
