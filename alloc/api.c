@@ -34,14 +34,6 @@
 
 /* ---- fast paths ------------------------------------------------------------- */
 
-SA_INLINE unsigned size_to_class(size_t size)
-{
-    if (size <= SA_SMALL_SIZE_MAX)
-        return sa_size_to_class16[(size + SA_SMALL_SIZE_DIV - 1) / SA_SMALL_SIZE_DIV];
-    return sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) /
-                               SA_LARGE_SIZE_DIV];
-}
-
 /* Next free slot of the span the thread caches for spc, or NULL. */
 SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
 {
@@ -161,7 +153,7 @@ static SA_NOINLINE void *malloc_slow(size_t size, bool zero)
         return fail_nomem();
     if (size > SA_MAX_SMALL_SIZE)
         return alloc_large(size, 0, zero);
-    unsigned spc = size_to_class(size);
+    unsigned spc = sa_size_to_class(size);
     int needzero = 1;
     void *p = alloc_small_slow(spc, &needzero);
     if (p) {
@@ -334,7 +326,7 @@ static SA_NOINLINE void *aligned_impl(size_t align, size_t size)
     if (size <= SA_MAX_SMALL_SIZE && align <= SA_PAGE_SIZE) {
         /* Objects sit at multiples of their size from a page-aligned base:
          * a class whose size is a multiple of align gives aligned objects. */
-        for (unsigned sc = size_to_class(size); sc < SA_NUM_SIZE_CLASSES; sc++) {
+        for (unsigned sc = sa_size_to_class(size); sc < SA_NUM_SIZE_CLASSES; sc++) {
             if (sa_class_to_size[sc] % align == 0) {
                 int needzero;
                 void *p = alloc_small_slow(sc, &needzero);

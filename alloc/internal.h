@@ -70,6 +70,16 @@ static inline unsigned sa_spanclass_sizeclass(unsigned spc)
     return spc & SA_SPANCLASS_SIZE_MASK;
 }
 
+/* Size class of a small size (<= SA_MAX_SMALL_SIZE): two table lookups, as
+ * Go's size_to_class8/size_to_class128. */
+static inline unsigned sa_size_to_class(size_t size)
+{
+    if (size <= SA_SMALL_SIZE_MAX)
+        return sa_size_to_class16[(size + SA_SMALL_SIZE_DIV - 1) / SA_SMALL_SIZE_DIV];
+    return sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) /
+                               SA_LARGE_SIZE_DIV];
+}
+
 /* ---- span ----------------------------------------------------------------- */
 
 enum sa_span_state {

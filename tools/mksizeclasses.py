@@ -4,7 +4,9 @@
 Mirrors the idea of Go's runtime/mksizeclasses.go, with spanalloc's own rules:
 
 * 8 KiB pages, small objects up to 32 KiB, every class a multiple of 16 bytes
-  (so every malloc result meets alignof(max_align_t) == 16 on x86-64).
+  (so every malloc result meets alignof(max_align_t) == 16 on x86-64), and
+  above 1 KiB a multiple of 128, so the second lookup table (128-byte steps,
+  like Go's size_to_class128) maps every size to the smallest class.
 * Classes 16..128 step by 16: below 128 B the 16-byte granularity, not the
   waste bound, decides the spacing.
 * Above 128 B each class is chosen greedily as the largest size whose worst
@@ -27,6 +29,7 @@ MAX_SMALL = 32768
 MAX_SPAN_PAGES = 10
 MAX_OBJS = 512
 ALIGN = 16
+LARGE_ALIGN = 128  # above 1 KiB classes are multiples of 128 (one lookup table step)
 BOUND = 0.125
 
 
@@ -36,7 +39,10 @@ def best_class(prev):
         span = npages * PAGE
         objs = max(1, -(-int((1 - BOUND) * span) // (prev + 1)))  # ceil
         while objs <= MAX_OBJS:
-            size = min(MAX_SMALL, (span // objs) // ALIGN * ALIGN)
+            size = (span // objs) // ALIGN * ALIGN
+            if size > 1024:
+                size = size // LARGE_ALIGN * LARGE_ALIGN
+            size = min(MAX_SMALL, size)
             if size <= prev:
                 break
             real_objs = span // size

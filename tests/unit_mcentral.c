@@ -1,0 +1,126 @@
+/* mcentral: partial/full moves, remote-free notification, empty spans back
+ * to the heap. Uses a managed span class, which malloc never touches, so the
+ * test owns the mcentral outright. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "internal.h"
+
+static unsigned test_class(unsigned sc)
+{
+    return SA_SPANCLASS_MANAGED | SA_SPANCLASS_NOSCAN | sc;
+}
+
+static bool in_list(sa_span *head, sa_span *s)
+{
+    for (; head; head = head->next)
+        if (head == s)
+            return true;
+    return false;
+}
+
+Test(mcentral, full_span_moves_to_partial_after_a_remote_free_then_back_to_heap)
+{
+    sa_ensure_init();
+    unsigned sc = sa_size_to_class(4096);
+    sa_mcentral *c = &sa_central[test_class(sc)];
+    int nz;
+    unsigned n = sa_class_to_nelems[sc];
+    void *objs[SA_MAX_SPAN_OBJS];
+    for (unsigned i = 0; i < n; i++)
+        objs[i] = sa_mcentral_alloc_one(c, &nz);
+    sa_span *s = sa_span_of((uintptr_t)objs[0]);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->state, SA_SPAN_CENTRAL);
+    cr_assert(in_list(c->full, s), "a span with no free slot is on the full list");
+    cr_assert(!in_list(c->partial, s));
+    cr_assert_eq(c->nspans, 1);
+
+    sa_free(objs[1]); /* not owned by any mcache: remote path + notify */
+    cr_assert_eq(s->pending, 1);
+    cr_assert_eq(c->pending, s);
+    cr_assert(in_list(c->full, s), "still filed as full until drained");
+
+    void *again = sa_mcentral_alloc_one(c, &nz); /* drains, reuses slot 1 */
+    cr_assert_eq(again, objs[1]);
+    cr_assert_eq(s->pending, 0);
+    cr_assert(in_list(c->full, s));
+
+    for (unsigned i = 0; i < n; i++)
+        sa_free(objs[i]);
+    cr_assert_eq(c->pending, s);
+    void *fresh = sa_mcentral_alloc_one(c, &nz); /* drain: s empty -> heap */
+    cr_assert_eq(c->nspans, 1, "the empty span went back, a new one came");
+    sa_span *s2 = sa_span_of((uintptr_t)fresh);
+    cr_assert(!in_list(c->full, s) || s2 == s);
+    cr_assert(in_list(c->partial, s2));
+    sa_free(fresh);
+}
+
+struct handoff {
+    void **objs;
+    unsigned n;
+};
+
+static void *free_all(void *arg)
+{
+    struct handoff *h = arg;
+    for (unsigned i = 0; i < h->n; i++)
+        sa_free(h->objs[i]);
+    return NULL;
+}
+
+Test(mcentral, cached_span_returns_with_frees_from_another_thread)
+{
+    sa_ensure_init();
+    unsigned sc = sa_size_to_class(512);
+    unsigned spc = test_class(sc);
+    sa_mcentral *c = &sa_central[spc];
+    sa_mcache *mc = sa_mcache_for_thread();
+    int nz;
+    unsigned n = sa_class_to_nelems[sc];
+    void *objs[SA_MAX_SPAN_OBJS];
+    for (unsigned i = 0; i < n; i++) {
+        objs[i] = sa_mcache_refill_alloc(mc, spc, &nz);
+        cr_assert_not_null(objs[i]);
+    }
+    sa_span *s = mc->alloc[spc];
+    cr_assert_eq(s->state, SA_SPAN_CACHED);
+    cr_assert_eq(s->owner, mc);
+
+    pthread_t t;
+    struct handoff h = {objs, n};
+    pthread_create(&t, NULL, free_all, &h);
+    pthread_join(t, NULL);
+    cr_assert_eq(sa_span_count_alloc(s), n, "remote frees wait in remoteFree");
+    cr_assert_null(c->pending, "a cached span is not put on the pending stack");
+
+    /* The owner's next allocation folds them in and reuses the span. */
+    void *p = sa_mcache_refill_alloc(mc, spc, &nz);
+    cr_assert_eq(mc->alloc[spc], s);
+    cr_assert_eq(p, objs[0]);
+    cr_assert_eq(nz, 1, "reused slots may be dirty");
+    cr_assert_eq(sa_span_count_alloc(s), 1);
+}
+
+Test(mcentral, uncache_files_spans_by_occupancy)
+{
+    sa_ensure_init();
+    unsigned sc = sa_size_to_class(2048);
+    unsigned spc = test_class(sc);
+    sa_mcentral *c = &sa_central[spc];
+    sa_mcache *mc = sa_mcache_for_thread();
+    int nz;
+    void *p = sa_mcache_refill_alloc(mc, spc, &nz);
+    sa_span *s = mc->alloc[spc];
+    mc->alloc[spc] = &sa_emptyspan;
+    sa_mcentral_uncache_span(c, s);
+    cr_assert_eq(s->state, SA_SPAN_CENTRAL);
+    cr_assert_null(s->owner);
+    cr_assert(in_list(c->partial, s));
+    sa_free(p); /* the last object: notify, then empty on drain */
+    sa_span *s2 = sa_mcentral_cache_span(c, mc);
+    cr_assert_not_null(s2);
+    cr_assert_eq(s2->owner, mc);
+    cr_assert_eq(s2->state, SA_SPAN_CACHED);
+}
