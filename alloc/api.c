@@ -34,6 +34,17 @@
 
 /* ---- fast paths ------------------------------------------------------------- */
 
+/* Hands out the next slot of s's window; the caller checked allocCache != 0. */
+SA_INLINE void *take_slot(sa_span *s, uint64_t cache)
+{
+    unsigned bit = (unsigned)__builtin_ctzll(cache);
+    uint32_t idx = s->freeindex + bit;
+    s->allocCache = (cache >> bit) >> 1;
+    s->freeindex = idx + 1;
+    sa_bit_set(s->allocBits, idx);
+    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
 /* Next free slot of the span the thread caches for spc, or NULL. */
 SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
 {
@@ -41,13 +52,8 @@ SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
     uint64_t cache = s->allocCache;
     if (SA_UNLIKELY(cache == 0))
         return NULL;
-    unsigned bit = (unsigned)__builtin_ctzll(cache);
-    uint32_t idx = s->freeindex + bit;
-    s->allocCache = (cache >> bit) >> 1;
-    s->freeindex = idx + 1;
-    sa_bit_set(s->allocBits, idx);
     *sp = s;
-    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    return take_slot(s, cache);
 }
 
 static void free_slow(void *p, sa_span *s, const char *call);
@@ -66,8 +72,7 @@ SA_INLINE void free_impl(void *p, const char *call)
         if (SA_LIKELY((uintptr_t)idx * s->elemsize == off && (bits & m))) {
             SA_TRACK_FREE(p);
             sa_store_relaxed(w, bits & ~m);
-            uint64_t *nf = &mc->stats.nfree[sa_spanclass_sizeclass(s->spanclass)];
-            sa_store_relaxed(nf, sa_load_relaxed(nf) + 1);
+            SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
             return;
         }
     }
@@ -112,8 +117,7 @@ static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
             sa_ensure_init();
         p = sa_mcentral_alloc_one(&sa_central[spc], needzero);
         if (p) {
-            uint64_t *n = &sa_global_stats.nmalloc[sa_spanclass_sizeclass(spc)];
-            sa_stats_add_global(n, 1);
+            sa_stats_add_global(&sa_global_stats.nmalloc[spc], 1);
         }
     } else {
         sa_span *s;
@@ -167,9 +171,10 @@ static SA_NOINLINE void *malloc_slow(size_t size, bool zero)
 SA_INLINE void *malloc_impl(size_t size)
 {
     if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) {
-        sa_span *s;
-        void *p = alloc_fast(sa_tls_mcache, sa_size_to_class16[(size + 15) >> 4], &s);
-        if (SA_LIKELY(p != NULL)) {
+        sa_span *s = sa_tls_mcache->alloc[sa_size_to_class16[(size + 15) >> 4]];
+        uint64_t cache = s->allocCache;
+        if (SA_LIKELY(cache != 0)) {
+            void *p = take_slot(s, cache);
             SA_TRACK_MALLOC(p, s->elemsize, 0);
             return p;
         }
@@ -245,7 +250,6 @@ static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
         return;
     }
     sa_mcache *mc = sa_tls_mcache;
-    unsigned sc = sa_spanclass_sizeclass(s->spanclass);
     SA_TRACK_FREE(p);
     if (sa_load_relaxed(&s->owner) == mc) {
         /* Our own span (the fast path is skipped in some builds). */
@@ -254,12 +258,10 @@ static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
     } else {
         sa_free_remote(s, idx, call, p);
     }
-    if (mc != &sa_mcache_empty && mc != &sa_mcache_dead) {
-        uint64_t *nf = &mc->stats.nfree[sc];
-        sa_store_relaxed(nf, sa_load_relaxed(nf) + 1);
-    } else {
-        sa_stats_add_global(&sa_global_stats.nfree[sc], 1);
-    }
+    if (mc != &sa_mcache_empty && mc != &sa_mcache_dead)
+        SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
+    else
+        sa_stats_add_global(&sa_global_stats.nfree[s->spanclass], 1);
 }
 
 static size_t usable_of(const sa_span *s)

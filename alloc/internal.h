@@ -39,6 +39,15 @@
 #define sa_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define sa_load_sc(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define sa_store_sc(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+/* A thread's own statistics counter. One plain increment on the fast path
+ * (readers on other threads load it relaxed and tolerate a stale value);
+ * ThreadSanitizer builds make the store a relaxed atomic so the benign race
+ * is not reported. */
+#if defined(__SANITIZE_THREAD__)
+#define SA_COUNTER_INC(p) sa_store_relaxed((p), sa_load_relaxed(p) + 1)
+#else
+#define SA_COUNTER_INC(p) (++*(p))
+#endif
 #define sa_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define sa_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
@@ -193,8 +202,8 @@ static inline sa_span *sa_span_of(uintptr_t addr)
 /* Per-thread counters, written by the owning thread with relaxed atomics and
  * folded by readers (stats.c). */
 typedef struct sa_threadstats {
-    uint64_t nmalloc[SA_NUM_SIZE_CLASSES]; /* small objects handed out */
-    uint64_t nfree[SA_NUM_SIZE_CLASSES];   /* small objects freed by this thread */
+    uint64_t nmalloc[SA_NUM_SPAN_CLASSES]; /* small objects handed out, by span class */
+    uint64_t nfree[SA_NUM_SPAN_CLASSES];   /* small objects freed by this thread */
     uint64_t nlarge_alloc, nlarge_free;
     uint64_t large_bytes_alloc, large_bytes_free;
 } sa_threadstats;

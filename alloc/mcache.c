@@ -94,7 +94,7 @@ sa_mcache *sa_mcache_for_thread(void)
 static void retire_window(sa_mcache *mc, sa_span *s)
 {
     uint32_t left = (uint32_t)__builtin_popcountll(s->allocCache);
-    stat_add(&mc->stats.nmalloc[sa_spanclass_sizeclass(s->spanclass)], s->windowFree - left);
+    stat_add(&mc->stats.nmalloc[s->spanclass], s->windowFree - left);
     s->windowFree = 0;
     s->allocCache = 0;
 }
@@ -212,7 +212,7 @@ void sa_mcache_fold_stats(sa_threadstats *out)
             uint32_t wf = sa_load_relaxed(&s->windowFree);
             uint32_t left = (uint32_t)__builtin_popcountll(sa_load_relaxed(&s->allocCache));
             if (wf > left)
-                out->nmalloc[sa_spanclass_sizeclass(spc)] += wf - left;
+                out->nmalloc[spc] += wf - left;
         }
     }
     pthread_mutex_unlock(&mcache_list_lock);

@@ -33,7 +33,7 @@ void sa_get_counters(sa_counters *out)
     sa_threadstats t;
     fold_all(&t);
     memset(out, 0, sizeof *out);
-    for (unsigned c = 1; c < SA_NUM_SIZE_CLASSES; c++) {
+    for (unsigned c = 1; c < SA_NUM_SPAN_CLASSES; c++) {
         out->mallocs += t.nmalloc[c];
         out->frees += t.nfree[c];
     }
