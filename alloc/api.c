@@ -69,7 +69,9 @@ SA_INLINE void free_impl(void *p, const char *call)
         uint64_t *w = &s->allocBits[idx >> 6];
         uint64_t m = (uint64_t)1 << (idx & 63);
         uint64_t bits = sa_load_relaxed(w);
-        if (SA_LIKELY((uintptr_t)idx * s->elemsize == off && (bits & m))) {
+        /* Live = allocated and not already freed by another thread. */
+        uint64_t live = bits & ~sa_load_relaxed(&s->remoteFree[idx >> 6]);
+        if (SA_LIKELY((uintptr_t)idx * s->elemsize == off && (live & m))) {
             SA_TRACK_FREE(p);
             sa_store_relaxed(w, bits & ~m);
             SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
@@ -225,8 +227,11 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
     uint32_t idx = sa_span_index(s, off);
     if ((uintptr_t)idx * s->elemsize != off)
         sa_report_invalid(call, p, "interior pointer into a small block");
-    if (!(sa_load_relaxed(&s->allocBits[idx >> 6]) & ((uint64_t)1 << (idx & 63))))
+    uint64_t m = (uint64_t)1 << (idx & 63);
+    if (!(sa_load_relaxed(&s->allocBits[idx >> 6]) & m))
         sa_report_invalid(call, p, "double free: block is not allocated");
+    if (sa_load_relaxed(&s->remoteFree[idx >> 6]) & m)
+        sa_report_invalid(call, p, "double free: block already freed by another thread");
     *idxp = idx;
     return s;
 }

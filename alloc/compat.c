@@ -12,6 +12,7 @@
  *   malloc_info(0, f)  the counters as XML in glibc's outer shape.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 
@@ -67,8 +68,10 @@ SA_EXPORT void malloc_stats(void)
 
 SA_EXPORT int malloc_info(int options, FILE *fp)
 {
-    if (options != 0 || fp == NULL)
+    if (options != 0 || fp == NULL) {
+        errno = EINVAL;
         return -1;
+    }
     sa_counters c;
     sa_get_counters(&c);
     fprintf(fp,

@@ -75,6 +75,8 @@ static bool heap_grow(size_t npages)
     SA_TRACK_NOACCESS(p, bytes);
     for (size_t i = 0; i < narenas; i++) {
         sa_heaparena *a = sa_fixalloc_alloc(&arenameta_pool);
+        if (a)
+            a->base = base + (i << SA_ARENA_SHIFT); /* add_arena sorts by base */
         if (!a || !sa_pages_add_arena(&pages, a)) {
             /* Keep the arenas already registered; give back the rest. */
             if (a)
@@ -83,7 +85,6 @@ static bool heap_grow(size_t npages)
             sa_os_unmap((void *)rest, bytes - (i << SA_ARENA_SHIFT));
             return i > 0 && i * SA_PAGES_PER_ARENA >= npages;
         }
-        a->base = base + (i << SA_ARENA_SHIFT);
         sa_store_release(&sa_arena_index[a->base >> SA_ARENA_SHIFT], a);
         arena_bytes_reserved += SA_ARENA_BYTES;
     }

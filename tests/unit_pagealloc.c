@@ -219,3 +219,23 @@ Test(pagealloc, random_alloc_free_matches_a_page_model)
         lens[k] = n;
     }
 }
+
+Test(pagealloc, arenas_added_out_of_address_order_are_searched_in_order)
+{
+    memset(&pa, 0, sizeof pa);
+    char *p = mmap(NULL, 3 * SA_ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    region = ((uintptr_t)p + SA_ARENA_BYTES - 1) & ~(uintptr_t)(SA_ARENA_BYTES - 1);
+    nregion_arenas = 2;
+    for (int i = 1; i >= 0; i--) { /* the higher arena first */
+        sa_heaparena *a = calloc(1, sizeof *a);
+        a->base = region + (uintptr_t)i * SA_ARENA_BYTES;
+        cr_assert(sa_pages_add_arena(&pa, a));
+        sa_arena_index[a->base >> SA_ARENA_SHIFT] = a;
+    }
+    cr_assert_lt(pa.arenas[0]->base, pa.arenas[1]->base);
+    cr_assert_eq(pa.arenas[0]->index, 0);
+    cr_assert_eq(pa.arenas[1]->index, 1);
+    /* a run across both needs them in address order */
+    cr_assert_eq(alloc_pages(SA_PAGES_PER_ARENA + 1), region);
+}
