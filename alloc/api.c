@@ -64,14 +64,15 @@ SA_INLINE void free_impl(void *p, const char *call)
     sa_span *s = sa_span_of(a);
     sa_mcache *mc = sa_tls_mcache;
     if (SA_LIKELY(s != NULL && sa_load_relaxed(&s->owner) == mc)) {
-        uintptr_t off = a - s->base;
-        uint32_t idx = sa_span_index(s, off);
+        uint64_t prod = (uint64_t)(a - s->base) * s->divmul;
+        uint32_t idx = (uint32_t)(prod >> 32);
         uint64_t *w = &s->allocBits[idx >> 6];
         uint64_t m = (uint64_t)1 << (idx & 63);
         uint64_t bits = sa_load_relaxed(w);
         /* Live = allocated and not already freed by another thread. */
         uint64_t live = bits & ~sa_load_relaxed(&s->remoteFree[idx >> 6]);
-        if (SA_LIKELY((uintptr_t)idx * s->elemsize == off && (live & m))) {
+        /* An object start (see sa_span_start_index) whose block is live. */
+        if (SA_LIKELY((uint32_t)prod < s->divmul && (live & m))) {
             SA_TRACK_FREE(p);
             sa_store_relaxed(w, bits & ~m);
             SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
@@ -223,10 +224,10 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
         *idxp = 0;
         return s;
     }
-    uintptr_t off = a - s->base;
-    uint32_t idx = sa_span_index(s, off);
-    if ((uintptr_t)idx * s->elemsize != off)
+    int64_t i = sa_span_start_index(s, a - s->base);
+    if (i < 0)
         sa_report_invalid(call, p, "interior pointer into a small block");
+    uint32_t idx = (uint32_t)i;
     uint64_t m = (uint64_t)1 << (idx & 63);
     if (!(sa_load_relaxed(&s->allocBits[idx >> 6]) & m))
         sa_report_invalid(call, p, "double free: block is not allocated");

@@ -160,6 +160,17 @@ static inline uint32_t sa_span_index(const sa_span *s, uintptr_t off)
     return (uint32_t)(((uint64_t)off * s->divmul) >> 32);
 }
 
+/* Index of the object starting at off, or -1 when off is inside an object:
+ * the low half of the same product is below divmul exactly for object starts
+ * (checked for every class and offset by tools/mksizeclasses.py). */
+static inline int64_t sa_span_start_index(const sa_span *s, uintptr_t off)
+{
+    uint64_t prod = (uint64_t)off * s->divmul;
+    if ((uint32_t)prod >= s->divmul)
+        return -1;
+    return (int64_t)(prod >> 32);
+}
+
 /* ---- heap arenas and the page map ------------------------------------------ */
 
 /* Summary of a run of pages: free pages at the start, the longest free run,

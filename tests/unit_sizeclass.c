@@ -85,3 +85,16 @@ Test(sizeclass, malloc_results_meet_max_align_t)
         sa_free(p);
     }
 }
+
+Test(sizeclass, start_index_tells_object_starts_from_interior_offsets)
+{
+    for (unsigned c = 1; c < SA_NUM_SIZE_CLASSES; c++) {
+        sa_span s = {.divmul = sa_class_to_divmul[c], .elemsize = sa_class_to_size[c]};
+        size_t span = (size_t)sa_class_to_npages[c] * SA_PAGE_SIZE;
+        for (size_t off = 0; off < span; off++) {
+            int64_t i = sa_span_start_index(&s, off);
+            if (off % s.elemsize == 0 ? i != (int64_t)(off / s.elemsize) : i != -1)
+                cr_assert_fail("class %u offset %zu: %lld", c, off, (long long)i);
+        }
+    }
+}

@@ -18,7 +18,9 @@ Mirrors the idea of Go's runtime/mksizeclasses.go, with spanalloc's own rules:
 * A span holds at most 512 objects (the span's inline bitmaps are 8 words)
   and at most MAX_SPAN_PAGES pages.
 * divmul = floor(2^32 / size) + 1 gives idx = (off * divmul) >> 32 ==
-  off / size for every offset inside the span (checked here and by the tests).
+  off / size for every offset inside the span, and the low 32 bits of that
+  product are below divmul exactly when off is a multiple of size (both
+  checked here for every offset, and by the tests).
 
 Run: python3 tools/mksizeclasses.py > alloc/sizeclasses.h
 """
@@ -78,6 +80,9 @@ def main():
         span = npages * PAGE
         for off in range(span):
             assert (off * m) >> 32 == off // size, (size, off)
+            # the low half of the product tells an object start from an
+            # interior pointer without a second multiply (see api.c)
+            assert (((off * m) & 0xffffffff) < m) == (off % size == 0), (size, off)
         divmul.append(m)
 
     n = len(classes)
