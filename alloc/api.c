@@ -146,6 +146,7 @@ static SA_NOINLINE void *alloc_large(size_t size, size_t align, bool zero)
     if (!s)
         return fail_nomem();
     void *p = (void *)s->base;
+    sa_scavenger_after_alloc();
     count_large(true, npages << SA_PAGE_SHIFT);
     SA_TRACK_MALLOC(p, npages << SA_PAGE_SHIFT, zero || s->largezero);
     if (zero && !s->largezero)

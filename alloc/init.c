@@ -50,6 +50,7 @@ static void fork_child(void)
     sa_mheap_fork_child();
     sa_mcentral_fork_child();
     sa_mcache_fork_child();
+    sa_scavenger_fork_child();
 }
 
 bool sa_is_ready(void)
@@ -76,6 +77,7 @@ void sa_ensure_init(void)
         sa_mcentral_init_all();
         sa_store_release(&init_state, INIT_RUNNING);
         sa_options_init();
+        sa_scavenger_init_options();
         if (pthread_key_create(&sa_thread_key, sa_thread_exit) != 0)
             sa_report_fatal("cannot create the thread-exit key");
         if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)

@@ -133,6 +133,9 @@ void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero)
     if (!s)
         return NULL;
     mc->alloc[spc] = s;
+    /* Only now, with the cache consistent: starting the scavenger thread
+     * allocates (pthread_create) and may come back here. */
+    sa_scavenger_after_alloc();
 have:
     *needzero = s->needzero;
     return take_from_window(s);

@@ -115,6 +115,14 @@ void sa_mcentral_notify(sa_span *s, unsigned spc)
                                      __ATOMIC_RELAXED))
         return;
     push_pending(&sa_central[spc], s);
+    /* Without a background scavenger nobody drains stacks of classes no
+     * thread allocates from any more: every SA_DRAIN_EVERY pushes, the
+     * pusher drains them all (a few locks per that many spans, not per
+     * free). */
+    static uint64_t npushes;
+    if (sa_scavenger_policy() != SA_SCAV_BACKGROUND &&
+        __atomic_add_fetch(&npushes, 1, __ATOMIC_RELAXED) % SA_DRAIN_EVERY == 0)
+        sa_mcentral_reclaim_all();
 }
 
 static void drain_pending(sa_mcentral *c, sa_span **tofree)
@@ -129,6 +137,8 @@ static void drain_pending(sa_mcentral *c, sa_span **tofree)
         } else if (state != SA_SPAN_CENTRAL) {
             sa_store_sc(&s->pending, 0); /* cached or recycled: owner merges */
         } else {
+            /* CENTRAL and ours: on one of our lists (every transition to
+             * CENTRAL completes under our lock). */
             sa_store_sc(&s->pending, 0);
             sa_span_merge_remote(s, "free");
             reclassify(c, s, tofree);
@@ -217,10 +227,12 @@ void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero)
             free_spans(tofree);
             return NULL;
         }
-        sa_store_sc(&s->state, SA_SPAN_CENTRAL);
         pthread_mutex_lock(&c->lock);
+        /* CENTRAL only once it is on a list, under the lock: a drainer that
+         * meets a (recycled) span of its class in state CENTRAL files it. */
         c->nspans++;
         list_push(c, s, SA_LIST_PARTIAL);
+        sa_store_sc(&s->state, SA_SPAN_CENTRAL);
     }
     void *p = sa_span_alloc_slow_one(s);
     reclassify(c, s, &tofree);
@@ -228,6 +240,27 @@ void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero)
     free_spans(tofree);
     *needzero = 1;
     return p;
+}
+
+static void drain_now(sa_mcentral *c)
+{
+    sa_span *tofree = NULL;
+    pthread_mutex_lock(&c->lock);
+    drain_pending(c, &tofree);
+    pthread_mutex_unlock(&c->lock);
+    free_spans(tofree);
+}
+
+/* Files every span other threads' frees left on a pending stack, so spans
+ * they emptied reach the mheap even when nobody allocates in their class
+ * any more (the scavenger's and sa_scavenge's first step). */
+void sa_mcentral_reclaim_all(void)
+{
+    for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        sa_mcentral *c = &sa_central[i];
+        if (__atomic_load_n(&c->pending, __ATOMIC_RELAXED) != NULL)
+            drain_now(c);
+    }
 }
 
 /* ---- fork ------------------------------------------------------------------ */

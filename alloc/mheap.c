@@ -39,6 +39,16 @@ static sa_pagealloc pages;          /* under heap_lock */
 static sa_fixalloc spanalloc_pool = {.size = sizeof(sa_span)};
 static sa_fixalloc arenameta_pool = {.size = sizeof(sa_heaparena)};
 static uintptr_t next_arena_hint;   /* where the next reservation should go */
+static uint64_t pages_faulted;      /* released pages handed out again */
+static uintptr_t scav_inflight;     /* run being released (lock dropped) */
+static size_t scav_inflight_pages;
+
+/* Pages reused after the scavenger gave them back (fresh arena pages have no
+ * memory either, but faulting them in is growth, not a refault). */
+static void count_faults(const sa_pagecounts *pc)
+{
+    pages_faulted += pc->refault;
+}
 static size_t arena_bytes_reserved; /* heap address space reserved */
 
 void sa_mheap_init(void)
@@ -93,11 +103,13 @@ static bool heap_grow(size_t npages)
 }
 
 /* Allocates npages (heap_lock held), growing the heap if needed. */
-static uintptr_t heap_alloc_pages(size_t npages, size_t *nreleased)
+static uintptr_t heap_alloc_pages(size_t npages, sa_pagecounts *pc)
 {
-    uintptr_t addr = sa_pages_alloc(&pages, npages, nreleased);
+    uintptr_t addr = sa_pages_alloc(&pages, npages, pc);
     if (addr == 0 && heap_grow(npages))
-        addr = sa_pages_alloc(&pages, npages, nreleased);
+        addr = sa_pages_alloc(&pages, npages, pc);
+    if (addr)
+        count_faults(pc);
     return addr;
 }
 
@@ -141,13 +153,14 @@ static sa_span *take_span_struct(void)
     if (s) {
         spanalloc_pool.freelist = s->next;
         spanalloc_pool.inuse += sizeof(sa_span);
-        /* keep pending/pendingNext (see free_span_struct) */
+        /* Keep pending/pendingNext: the struct may still sit on an
+         * mcentral's pending stack, whose drainer clears them. */
         uint8_t pending = sa_load_sc(&s->pending);
         sa_span *pnext = s->pendingNext;
         memset(s, 0, offsetof(sa_span, pendingNext));
         s->gcmarkBits = NULL;
         s->pendingNext = pnext;
-        (void)pending;
+        sa_store_sc(&s->pending, pending);
         return s;
     }
     return new_span_struct();
@@ -157,10 +170,10 @@ sa_span *sa_mheap_alloc_small_span(unsigned spc)
 {
     unsigned sc = sa_spanclass_sizeclass(spc);
     size_t npages = sa_class_to_npages[sc];
-    size_t nreleased = 0;
+    sa_pagecounts pc;
     pthread_mutex_lock(&heap_lock);
     sa_span *s = take_span_struct();
-    uintptr_t addr = s ? heap_alloc_pages(npages, &nreleased) : 0;
+    uintptr_t addr = s ? heap_alloc_pages(npages, &pc) : 0;
     if (!addr) {
         if (s)
             free_span_struct(s);
@@ -169,7 +182,7 @@ sa_span *sa_mheap_alloc_small_span(unsigned spc)
     }
     s->base = addr;
     s->npages = npages;
-    s->needzero = nreleased != npages;
+    s->needzero = pc.zeroed != npages;
     sa_span_init_small(s, spc);
     map_span_pages(s, s);
     pthread_mutex_unlock(&heap_lock);
@@ -183,10 +196,10 @@ sa_span *sa_mheap_alloc_large(size_t npages, size_t align)
     size_t extra = alignpages - 1;
     if (npages + extra < npages)
         return NULL;
-    size_t nreleased = 0;
+    sa_pagecounts pc;
     pthread_mutex_lock(&heap_lock);
     sa_span *s = take_span_struct();
-    uintptr_t addr = s ? heap_alloc_pages(npages + extra, &nreleased) : 0;
+    uintptr_t addr = s ? heap_alloc_pages(npages + extra, &pc) : 0;
     if (!addr) {
         if (s)
             free_span_struct(s);
@@ -203,13 +216,13 @@ sa_span *sa_mheap_alloc_large(size_t npages, size_t align)
         if (tail)
             sa_pages_free(&pages, start + (npages << SA_PAGE_SHIFT), tail);
         addr = start;
-        /* The released count covered the whole run; be conservative. */
-        nreleased = 0;
+        /* The counts covered the whole run; be conservative. */
+        pc.zeroed = 0;
     }
     s->base = addr;
     s->npages = npages;
     s->spanclass = 0;
-    s->largezero = nreleased == npages;
+    s->largezero = pc.zeroed == npages;
     s->nelems = 1;
     s->state = SA_SPAN_LARGE;
     map_span_pages(s, s);
@@ -219,22 +232,25 @@ sa_span *sa_mheap_alloc_large(size_t npages, size_t align)
 
 void sa_mheap_free_span(sa_span *s)
 {
-    SA_TRACK_NOACCESS((void *)s->base, s->npages << SA_PAGE_SHIFT);
+    size_t npages = s->npages;
+    SA_TRACK_NOACCESS((void *)s->base, npages << SA_PAGE_SHIFT);
     pthread_mutex_lock(&heap_lock);
     map_span_pages(s, NULL);
-    sa_pages_free(&pages, s->base, s->npages);
+    sa_pages_free(&pages, s->base, npages);
     free_span_struct(s);
     pthread_mutex_unlock(&heap_lock);
+    sa_scavenger_after_free(npages);
 }
 
 bool sa_mheap_grow_large_in_place(sa_span *s, size_t npages)
 {
     size_t add = npages - s->npages;
-    size_t nreleased;
+    sa_pagecounts pc;
     pthread_mutex_lock(&heap_lock);
     uintptr_t end = s->base + (s->npages << SA_PAGE_SHIFT);
-    bool ok = sa_pages_alloc_at(&pages, end, add, &nreleased);
+    bool ok = sa_pages_alloc_at(&pages, end, add, &pc);
     if (ok) {
+        count_faults(&pc);
         size_t old = s->npages;
         s->npages = npages;
         /* Map the new pages only. */
@@ -257,15 +273,61 @@ void sa_mheap_shrink_large(sa_span *s, size_t npages)
     sa_pages_free(&pages, tailaddr, cut);
     s->npages = npages;
     pthread_mutex_unlock(&heap_lock);
+    sa_scavenger_after_free(cut);
 }
 
 void sa_mheap_stats(sa_pageheap_stats *out)
 {
     pthread_mutex_lock(&heap_lock);
     out->arenas = pages.narenas;
+    out->pages_total = pages.pages_total;
     out->pages_inuse = pages.pages_inuse;
     out->pages_released = pages.pages_released;
+    out->pages_free_backed = pages.pages_free_backed + pages.pages_scavenging;
+    out->pages_faulted = pages_faulted;
+    out->nallocs = pages.nallocs;
+    out->meta_bytes = spanalloc_pool.sys + arenameta_pool.sys + pages.cap * sizeof(void *);
     pthread_mutex_unlock(&heap_lock);
+}
+
+/* Releases up to maxpages free pages to the kernel, oldest-idle chunks and
+ * largest runs first, in batches of SA_SCAV_BATCH_PAGES; only chunks whose
+ * last free is at or before idle_epoch. The lock is dropped around each
+ * madvise; the run is marked in use meanwhile. Returns pages released. */
+size_t sa_mheap_scavenge(size_t maxpages, uint64_t idle_epoch, uint64_t *ncalls)
+{
+    size_t done = 0;
+    while (done < maxpages) {
+        size_t want = maxpages - done;
+        if (want > SA_SCAV_BATCH_PAGES)
+            want = SA_SCAV_BATCH_PAGES;
+        uintptr_t addr;
+        pthread_mutex_lock(&heap_lock);
+        size_t n = sa_pages_scav_take(&pages, want, idle_epoch, &addr);
+        scav_inflight = addr;
+        scav_inflight_pages = n;
+        pthread_mutex_unlock(&heap_lock);
+        if (n == 0)
+            break;
+        int result = sa_os_release((void *)addr, n << SA_PAGE_SHIFT);
+        (*ncalls)++;
+        pthread_mutex_lock(&heap_lock);
+        sa_pages_scav_done(&pages, addr, n, result);
+        scav_inflight_pages = 0;
+        pthread_mutex_unlock(&heap_lock);
+        if (result == SA_RELEASE_FAILED)
+            break;
+        done += n;
+    }
+    return done;
+}
+
+uint64_t sa_mheap_next_epoch(void)
+{
+    pthread_mutex_lock(&heap_lock);
+    uint64_t e = ++pages.epoch;
+    pthread_mutex_unlock(&heap_lock);
+    return e;
 }
 
 void sa_mheap_fork_prepare(void)
@@ -281,4 +343,9 @@ void sa_mheap_fork_parent(void)
 void sa_mheap_fork_child(void)
 {
     pthread_mutex_init(&heap_lock, NULL);
+    /* The scavenger thread did not survive; give back the run it held. */
+    if (scav_inflight_pages) {
+        sa_pages_scav_done(&pages, scav_inflight, scav_inflight_pages, SA_RELEASE_FAILED);
+        scav_inflight_pages = 0;
+    }
 }

@@ -7,14 +7,19 @@
  * bad value gives one warning line on stderr and is ignored.
  *
  * Known keys:
- *   stats=0|1   print a one-line summary of the counters at exit.
+ *   stats=0|1           print a one-line summary of the counters at exit
+ *   scavtrace=0|1       one line per scavenger cycle on stderr
+ *   scavenge_retain=N   free pages kept on top of the pages in use, in
+ *                       percent of them (0..1000, default 10)
+ *   memory_limit=SIZE   soft limit (bytes; K, M, G suffixes; 0 = none)
+ * They tune the build-time scavenger policy; they do not replace it.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-SA_HIDDEN sa_options sa_opts;
+SA_HIDDEN sa_options sa_opts = {.scavenge_retain = 10};
 
 static void warn(const char *what, const char *s, size_t len)
 {
@@ -37,11 +42,66 @@ static int parse_bool(const char *v, size_t n, int *out)
     return -1;
 }
 
+/* A decimal size with an optional K/M/G/T suffix (powers of 1024). */
+static int parse_size(const char *v, size_t n, size_t *out)
+{
+    size_t x = 0, i = 0;
+    if (n == 0)
+        return -1;
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+        if (x > (SIZE_MAX - 9) / 10)
+            return -1;
+        x = x * 10 + (size_t)(v[i] - '0');
+    }
+    if (i == 0)
+        return -1;
+    if (i < n) {
+        unsigned shift;
+        switch (v[i] | 0x20) {
+        case 'k': shift = 10; break;
+        case 'm': shift = 20; break;
+        case 'g': shift = 30; break;
+        case 't': shift = 40; break;
+        default: return -1;
+        }
+        i++;
+        if (i < n && (v[i] | 0x20) == 'b') /* "512MB", "512MiB" */
+            i++;
+        if (i + 1 < n && (v[i] | 0x20) == 'i' && (v[i + 1] | 0x20) == 'b')
+            i += 2;
+        if (i != n || x > (SIZE_MAX >> shift))
+            return -1;
+        x <<= shift;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_percent(const char *v, size_t n, int *out)
+{
+    size_t x;
+    if (parse_size(v, n, &x) != 0 || x > 1000 || (v[n - 1] < '0' || v[n - 1] > '9'))
+        return -1;
+    *out = (int)x;
+    return 0;
+}
+
+static bool key_is(const char *key, size_t klen, const char *name)
+{
+    return strlen(name) == klen && memcmp(key, name, klen) == 0;
+}
+
 /* Returns 0 when applied, -1 for a bad value, -2 for an unknown key. */
 int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
 {
-    if (klen == 5 && memcmp(key, "stats", 5) == 0)
+    if (key_is(key, klen, "stats"))
         return parse_bool(val, vlen, &sa_opts.stats);
+    if (key_is(key, klen, "scavtrace"))
+        return parse_bool(val, vlen, &sa_opts.scavtrace);
+    if (key_is(key, klen, "scavenge_retain"))
+        return parse_percent(val, vlen, &sa_opts.scavenge_retain);
+    if (key_is(key, klen, "memory_limit"))
+        return parse_size(val, vlen, &sa_opts.memory_limit);
     return -2;
 }
 

@@ -61,6 +61,30 @@ void sa_os_unmap(void *p, size_t bytes)
     munmap(p, bytes);
 }
 
+#ifndef SA_MADVISE_FREE
+#define SA_MADVISE_FREE 0
+#endif
+
+int sa_os_release(void *p, size_t bytes)
+{
+    int saved = errno;
+    int result = SA_RELEASED_ZEROED;
+#if SA_MADVISE_FREE
+    static int free_unsupported; /* kernels before 4.5 */
+    if (!sa_load_relaxed(&free_unsupported)) {
+        if (madvise(p, bytes, MADV_FREE) == 0) {
+            errno = saved;
+            return SA_RELEASED_DIRTY;
+        }
+        sa_store_relaxed(&free_unsupported, 1);
+    }
+#endif
+    if (madvise(p, bytes, MADV_DONTNEED) != 0)
+        result = SA_RELEASE_FAILED; /* still backed, contents unchanged */
+    errno = saved;
+    return result;
+}
+
 size_t sa_os_page_size(void)
 {
     static size_t cached;

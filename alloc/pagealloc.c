@@ -19,6 +19,15 @@
  * the summaries are recomputed, so neighbouring free runs merge by
  * construction.
  *
+ * For the scavenger each arena also keeps a third bitmap (1 = page content
+ * known zero: fresh, or released with MADV_DONTNEED; MADV_FREE'd pages may
+ * come back with old data) and, per chunk, the number of free pages still
+ * backed by memory (scavenging candidates) and the scavenger epoch of the
+ * chunk's last free, so the scavenger can pick the chunk idle the longest
+ * and its largest run without scanning bitmaps it has no use for. A run
+ * being released is marked in use while the mheap lock is dropped around
+ * madvise, so no allocation can land on it (as Go's scavenger does).
+ *
  * Locking: every function here runs under the mheap lock.
  */
 #include <string.h>
@@ -227,7 +236,12 @@ bool sa_pages_add_arena(sa_pagealloc *pa, sa_heaparena *a)
     a->index = (uint32_t)i;
     pa->narenas++;
     memset(a->inuse, 0, sizeof a->inuse);
-    memset(a->released, 0xff, sizeof a->released); /* fresh mapping: zero */
+    memset(a->released, 0xff, sizeof a->released); /* fresh mapping: */
+    memset(a->zeroed, 0xff, sizeof a->zeroed);     /* no memory, reads zero */
+    memset(a->scavenged, 0, sizeof a->scavenged);
+    memset(a->scavcand, 0, sizeof a->scavcand);
+    memset(a->lastfree, 0, sizeof a->lastfree);
+    a->nscavcand = 0;
     for (size_t c = 0; c < SA_CHUNKS_PER_ARENA; c++)
         a->chunksum[c] = (sa_pallocsum){SA_CHUNK_PAGES, SA_CHUNK_PAGES, SA_CHUNK_PAGES};
     a->sum = (sa_pallocsum){SA_PAGES_PER_ARENA, SA_PAGES_PER_ARENA, SA_PAGES_PER_ARENA};
@@ -243,29 +257,40 @@ static sa_heaparena *arena_at(uintptr_t addr)
     return sa_arena_index[addr >> SA_ARENA_SHIFT];
 }
 
-/* Applies op to [addr, addr + npages pages), arena by arena. */
+/* Applies op to [addr, addr + npages pages), chunk by chunk. Returns how many
+ * pages were released / known zero (for RANGE_ALLOC). */
 enum range_op { RANGE_ALLOC, RANGE_FREE };
 
-static size_t range_apply(uintptr_t addr, size_t npages, enum range_op op)
+static void range_apply(sa_pagealloc *pa, uintptr_t addr, size_t npages, enum range_op op,
+                        sa_pagecounts *pc)
 {
-    size_t released = 0;
     while (npages > 0) {
         sa_heaparena *a = arena_at(addr);
         size_t first = (addr - a->base) >> SA_PAGE_SHIFT;
-        size_t k = SA_PAGES_PER_ARENA - first;
+        size_t c = first / SA_CHUNK_PAGES;
+        size_t k = (c + 1) * SA_CHUNK_PAGES - first;
         if (k > npages)
             k = npages;
         if (op == RANGE_ALLOC) {
             bits_set_range(a->inuse, first, k);
-            released += bits_take_range(a->released, first, k);
+            size_t rel = bits_take_range(a->released, first, k);
+            pc->released += rel;
+            pc->zeroed += bits_take_range(a->zeroed, first, k);
+            pc->refault += bits_take_range(a->scavenged, first, k);
+            a->scavcand[c] -= (uint16_t)(k - rel);
+            a->nscavcand -= (uint32_t)(k - rel);
+            pa->pages_free_backed -= k - rel;
         } else {
             bits_clear_range(a->inuse, first, k);
+            a->scavcand[c] += (uint16_t)k;
+            a->nscavcand += (uint32_t)k;
+            a->lastfree[c] = pa->epoch;
+            pa->pages_free_backed += k;
         }
         arena_update_sum(a, first, k);
         addr += k << SA_PAGE_SHIFT;
         npages -= k;
     }
-    return released;
 }
 
 /* ---- find ----------------------------------------------------------------------- */
@@ -302,7 +327,7 @@ static uintptr_t find_in_arena(sa_heaparena *a, size_t npages)
     return 0;
 }
 
-uintptr_t sa_pages_alloc(sa_pagealloc *pa, size_t npages, size_t *nreleased)
+uintptr_t sa_pages_alloc(sa_pagealloc *pa, size_t npages, sa_pagecounts *pc)
 {
     size_t run = 0;
     uintptr_t runstart = 0, prev_end = 0;
@@ -332,9 +357,11 @@ uintptr_t sa_pages_alloc(sa_pagealloc *pa, size_t npages, size_t *nreleased)
             found = find_in_arena(a, npages);
         }
         if (found) {
-            *nreleased = range_apply(found, npages, RANGE_ALLOC);
+            *pc = (sa_pagecounts){0, 0, 0};
+            range_apply(pa, found, npages, RANGE_ALLOC, pc);
             pa->pages_inuse += npages;
-            pa->pages_released -= *nreleased;
+            pa->pages_released -= pc->released;
+            pa->nallocs++;
             return found;
         }
         if (a->sum.start != SA_PAGES_PER_ARENA) {
@@ -367,21 +394,121 @@ bool sa_pages_range_free(sa_pagealloc *pa, uintptr_t addr, size_t npages)
     return true;
 }
 
-bool sa_pages_alloc_at(sa_pagealloc *pa, uintptr_t addr, size_t npages, size_t *nreleased)
+bool sa_pages_alloc_at(sa_pagealloc *pa, uintptr_t addr, size_t npages, sa_pagecounts *pc)
 {
     if (!sa_pages_range_free(pa, addr, npages))
         return false;
-    *nreleased = range_apply(addr, npages, RANGE_ALLOC);
+    *pc = (sa_pagecounts){0, 0, 0};
+    range_apply(pa, addr, npages, RANGE_ALLOC, pc);
     pa->pages_inuse += npages;
-    pa->pages_released -= *nreleased;
+    pa->pages_released -= pc->released;
+    pa->nallocs++;
     return true;
 }
 
 void sa_pages_free(sa_pagealloc *pa, uintptr_t addr, size_t npages)
 {
-    range_apply(addr, npages, RANGE_FREE);
+    range_apply(pa, addr, npages, RANGE_FREE, NULL);
     pa->pages_inuse -= npages;
     sa_heaparena *a = arena_at(addr);
     if (a->index < pa->searchArena)
         pa->searchArena = a->index;
+}
+
+/* ---- scavenging --------------------------------------------------------------- */
+
+/* Longest run of zero bits in w[0..8) (one chunk); *start receives its index. */
+static unsigned longest_zero_run(const uint64_t *w, unsigned *start)
+{
+    unsigned best = 0, beststart = 0, run = 0, runstart = 0;
+    for (unsigned i = 0; i < SA_CHUNK_PAGES; i++) {
+        if (w[i / 64] >> (i % 64) & 1) {
+            run = 0;
+            continue;
+        }
+        if (run++ == 0)
+            runstart = i;
+        if (run > best) {
+            best = run;
+            beststart = runstart;
+        }
+    }
+    *start = beststart;
+    return best;
+}
+
+/* Picks the chunk idle the longest (last free at or before idle_epoch; the
+ * highest address among equals, as allocation is first fit from the bottom)
+ * that has free pages still backed by memory, takes the largest such run in
+ * it (at most maxpages) and marks it in use until sa_pages_scav_done.
+ * Returns the number of pages, 0 when there is no candidate. */
+size_t sa_pages_scav_take(sa_pagealloc *pa, size_t maxpages, uint64_t idle_epoch, uintptr_t *addr)
+{
+    sa_heaparena *besta = NULL;
+    size_t bestc = 0;
+    uint64_t bestage = UINT64_MAX;
+    for (size_t i = pa->narenas; i-- > 0;) {
+        sa_heaparena *a = pa->arenas[i];
+        if (a->nscavcand == 0)
+            continue;
+        for (size_t c = SA_CHUNKS_PER_ARENA; c-- > 0;) {
+            if (a->scavcand[c] == 0 || a->lastfree[c] > idle_epoch)
+                continue;
+            if (a->lastfree[c] < bestage) {
+                bestage = a->lastfree[c];
+                besta = a;
+                bestc = c;
+            }
+        }
+    }
+    if (!besta)
+        return 0;
+    uint64_t busy[SA_CHUNK_WORDS];
+    for (unsigned w = 0; w < SA_CHUNK_WORDS; w++)
+        busy[w] = besta->inuse[bestc * SA_CHUNK_WORDS + w] |
+                  besta->released[bestc * SA_CHUNK_WORDS + w];
+    unsigned start;
+    size_t n = longest_zero_run(busy, &start);
+    if (n == 0)
+        return 0; /* counters and bitmaps disagree: cannot happen */
+    if (n > maxpages) {
+        /* Take the top of the run: allocation comes from the bottom. */
+        start += (unsigned)(n - maxpages);
+        n = maxpages;
+    }
+    size_t first = bestc * SA_CHUNK_PAGES + start;
+    bits_set_range(besta->inuse, first, n);
+    besta->scavcand[bestc] -= (uint16_t)n;
+    besta->nscavcand -= (uint32_t)n;
+    pa->pages_free_backed -= n;
+    pa->pages_scavenging += n;
+    arena_update_sum(besta, first, n);
+    *addr = besta->base + (first << SA_PAGE_SHIFT);
+    return n;
+}
+
+/* The run taken by sa_pages_scav_take was handed back to the kernel. */
+void sa_pages_scav_done(sa_pagealloc *pa, uintptr_t addr, size_t npages, int result)
+{
+    sa_heaparena *a = arena_at(addr);
+    size_t first = (addr - a->base) >> SA_PAGE_SHIFT;
+    bits_clear_range(a->inuse, first, npages);
+    pa->pages_scavenging -= npages;
+    if (result == SA_RELEASE_FAILED) {
+        /* still backed: a candidate again (a run stays inside its chunk) */
+        size_t c = first / SA_CHUNK_PAGES;
+        a->scavcand[c] += (uint16_t)npages;
+        a->nscavcand += (uint32_t)npages;
+        pa->pages_free_backed += npages;
+    } else {
+        bits_set_range(a->released, first, npages);
+        bits_set_range(a->scavenged, first, npages);
+        if (result == SA_RELEASED_ZEROED)
+            bits_set_range(a->zeroed, first, npages);
+        pa->pages_released += npages;
+    }
+    arena_update_sum(a, first, npages);
+    sa_heaparena *ai = a;
+    if (ai->index < pa->searchArena)
+        pa->searchArena = ai->index;
 }

@@ -44,6 +44,34 @@ void sa_get_counters(sa_counters *out)
     sa_mheap_stats(&h);
     out->heap_sys = h.arenas * SA_ARENA_BYTES;
     out->heap_inuse = h.pages_inuse * SA_PAGE_SIZE;
+    out->heap_free = h.pages_free_backed * SA_PAGE_SIZE;
+    out->heap_released = h.pages_released * SA_PAGE_SIZE;
+    out->pages_faulted = h.pages_faulted;
+    sa_scavstats sc;
+    sa_scavstats_read(&sc);
+    out->scav_released = sc.released_bg + sc.released_eager + sc.released_forced;
+    out->scav_madvise_calls = sc.madvise_calls;
+    out->scav_ns = sc.ns;
+}
+
+const char *sa_build_option(const char *name)
+{
+    if (!name)
+        return NULL;
+    if (strcmp(name, "scavenger") == 0)
+        return sa_scavenger_policy_name();
+    if (strcmp(name, "madvise") == 0)
+        return sa_madvise_name();
+    if (strcmp(name, "valgrind") == 0) {
+#ifdef SPANALLOC_VALGRIND
+        return "on";
+#else
+        return "off";
+#endif
+    }
+    if (strcmp(name, "version") == 0)
+        return sa_version();
+    return NULL;
 }
 
 const char *sa_version(void)
@@ -55,11 +83,15 @@ void sa_stats_print_exit(void)
 {
     sa_counters c;
     sa_get_counters(&c);
-    char buf[256];
+    char buf[512];
     size_t n = sa_format(buf, sizeof buf - 1,
                          "spanalloc: stats: mallocs=%zu frees=%zu large=%zu "
-                         "heap_sys=%zu heap_inuse=%zu\n",
-                         c.mallocs, c.frees, c.large_allocs, c.heap_sys, c.heap_inuse);
+                         "heap_sys=%zu heap_inuse=%zu heap_free=%zu heap_released=%zu "
+                         "scav_released=%zu madvise=%zu faulted_pages=%zu "
+                         "scavenger=%s madvise_mode=%s\n",
+                         c.mallocs, c.frees, c.large_allocs, c.heap_sys, c.heap_inuse,
+                         c.heap_free, c.heap_released, c.scav_released, c.scav_madvise_calls,
+                         c.pages_faulted, sa_scavenger_policy_name(), sa_madvise_name());
     sa_os_write_stderr(buf, n);
 }
 

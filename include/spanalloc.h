@@ -87,6 +87,12 @@ typedef struct sa_counters {
     size_t large_allocs; /* cumulative allocations over 32 KiB */
     size_t heap_sys;     /* bytes of address space mapped for the heap */
     size_t heap_inuse;   /* bytes in spans that are in use */
+    size_t heap_free;    /* free heap bytes still backed by memory (retained) */
+    size_t heap_released;      /* free heap bytes handed back to the kernel */
+    size_t scav_released;      /* bytes the scavenger released, cumulative */
+    size_t scav_madvise_calls; /* madvise calls made by the scavenger */
+    size_t scav_ns;            /* time spent releasing, in nanoseconds */
+    size_t pages_faulted;      /* released pages handed out again (8 KiB each) */
 } sa_counters;
 
 /* Fills *out with a snapshot of the counters above. */
@@ -94,6 +100,23 @@ SA_API void sa_get_counters(sa_counters *out);
 
 /* Returns the library version as "major.minor.patch". */
 SA_API const char *sa_version(void);
+
+/* The build option in force: "scavenger" (background|eager|off), "madvise"
+ * (dontneed|free), "valgrind" (on|off), "version"; NULL for other names. */
+SA_API const char *sa_build_option(const char *name);
+
+/* ---- scavenger ------------------------------------------------------------ */
+
+/* Releases up to bytes of free heap pages to the kernel now (0: every free
+ * page) and returns how many bytes it released. Returns 0 when the build's
+ * scavenger policy is off. */
+SA_API size_t sa_scavenge(size_t bytes);
+/* Soft memory limit: when the retained heap exceeds it, free pages are
+ * released at once down to 95% of it. 0 removes the limit. Also settable as
+ * SPANALLOC=memory_limit=512M. */
+SA_API void sa_set_memory_limit(size_t bytes);
+/* The soft memory limit in force (0: none). */
+SA_API size_t sa_get_memory_limit(void);
 
 #ifdef __cplusplus
 }

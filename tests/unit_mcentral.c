@@ -124,3 +124,44 @@ Test(mcentral, uncache_files_spans_by_occupancy)
     cr_assert_eq(s2->owner, mc);
     cr_assert_eq(s2->state, SA_SPAN_CACHED);
 }
+
+/* A late notification can leave a span struct on a pending stack after the
+ * span was emptied and its struct recycled (structs are type-stable). The
+ * recycled span must keep `pending` set until that stale entry is drained,
+ * and the drain must file it correctly -- never free a span holding a live
+ * block. (Regression: the recycling memset cleared `pending`, so the struct
+ * could be pushed twice and the span freed under a live block.) */
+Test(mcentral, stale_pending_entry_on_a_recycled_span_is_harmless)
+{
+    sa_ensure_init();
+    unsigned sca = sa_size_to_class(3072), scb = sa_size_to_class(6144);
+    sa_mcentral *ca = &sa_central[test_class(sca)], *cb = &sa_central[test_class(scb)];
+    int nz;
+    /* A span of class A, emptied and returned to the heap. */
+    void *o = sa_mcentral_alloc_one(ca, &nz);
+    sa_span *s = sa_span_of((uintptr_t)o);
+    sa_free(o);                       /* remote path: pushed on A's stack */
+    void *keep = sa_mcentral_alloc_one(ca, &nz); /* drains: s empty -> heap */
+    cr_assert_null(sa_span_of((uintptr_t)o), "the emptied span went back to the heap");
+    /* The late freer's notification lands after the recycling decision. */
+    s->pending = 1;
+    s->pendingNext = NULL;
+    __atomic_store_n(&ca->pending, s, __ATOMIC_RELEASE);
+    /* The struct is reused for a span of class B holding a live block. */
+    void *live = sa_mcentral_alloc_one(cb, &nz);
+    sa_span *sb = sa_span_of((uintptr_t)live);
+    cr_assert_eq(sb, s, "the span struct pool is LIFO: the struct was reused");
+    cr_assert_eq(sb->pending, 1, "recycling keeps the stale entry's pending flag");
+    /* Draining A meets a CENTRAL span of class B: hands it to B. */
+    void *other = sa_mcentral_alloc_one(ca, &nz);
+    cr_assert_eq(cb->pending, sb);
+    /* Draining B files it as the partial span it is. */
+    void *more = sa_mcentral_alloc_one(cb, &nz);
+    cr_assert_eq(sb->pending, 0);
+    cr_assert_eq(sa_span_of((uintptr_t)live), sb, "the span of a live block stays");
+    cr_assert(sa_span_count_alloc(sb) >= 1);
+    sa_free(live);
+    sa_free(more);
+    sa_free(other);
+    sa_free(keep);
+}

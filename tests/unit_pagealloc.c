@@ -43,8 +43,8 @@ static void teardown_arenas(void)
 
 static uintptr_t alloc_pages(size_t n)
 {
-    size_t rel;
-    return sa_pages_alloc(&pa, n, &rel);
+    sa_pagecounts pc;
+    return sa_pages_alloc(&pa, n, &pc);
 }
 
 TestSuite(pagealloc, .fini = teardown_arenas);
@@ -158,25 +158,27 @@ Test(pagealloc, runs_cross_adjacent_arenas)
 Test(pagealloc, fresh_pages_count_as_released_then_dirty)
 {
     setup_arenas(1);
-    size_t rel;
-    uintptr_t a = sa_pages_alloc(&pa, 8, &rel);
-    cr_assert_eq(rel, 8, "fresh pages are known zero");
+    sa_pagecounts pc;
+    uintptr_t a = sa_pages_alloc(&pa, 8, &pc);
+    cr_assert_eq(pc.released, 8, "fresh pages hold no memory");
+    cr_assert_eq(pc.zeroed, 8, "fresh pages are known zero");
+    cr_assert_eq(pc.refault, 0, "first use is not a refault");
     sa_pages_free(&pa, a, 8);
-    uintptr_t b = sa_pages_alloc(&pa, 8, &rel);
+    uintptr_t b = sa_pages_alloc(&pa, 8, &pc);
     cr_assert_eq(b, a);
-    cr_assert_eq(rel, 0, "reused pages are dirty");
-    uintptr_t c = sa_pages_alloc(&pa, 4, &rel);
-    cr_assert_eq(rel, 4);
+    cr_assert_eq(pc.released + pc.zeroed, 0, "reused pages are dirty");
+    uintptr_t c = sa_pages_alloc(&pa, 4, &pc);
+    cr_assert_eq(pc.zeroed, 4);
     (void)c;
 }
 
 Test(pagealloc, alloc_at_and_exhaustion)
 {
     setup_arenas(1);
-    size_t rel;
+    sa_pagecounts pc;
     uintptr_t a = alloc_pages(10);
-    cr_assert(sa_pages_alloc_at(&pa, a + 10 * PG, 5, &rel));
-    cr_assert(!sa_pages_alloc_at(&pa, a + 12 * PG, 5, &rel), "overlaps");
+    cr_assert(sa_pages_alloc_at(&pa, a + 10 * PG, 5, &pc));
+    cr_assert(!sa_pages_alloc_at(&pa, a + 12 * PG, 5, &pc), "overlaps");
     cr_assert_eq(alloc_pages(SA_PAGES_PER_ARENA), 0, "does not fit");
     cr_assert_eq(alloc_pages(SA_PAGES_PER_ARENA - 15), a + 15 * PG);
     cr_assert_eq(alloc_pages(1), 0);
@@ -238,4 +240,48 @@ Test(pagealloc, arenas_added_out_of_address_order_are_searched_in_order)
     cr_assert_eq(pa.arenas[1]->index, 1);
     /* a run across both needs them in address order */
     cr_assert_eq(alloc_pages(SA_PAGES_PER_ARENA + 1), region);
+}
+
+Test(pagealloc, scavenging_takes_the_oldest_idle_chunk_and_its_largest_run)
+{
+    setup_arenas(1);
+    uintptr_t a = alloc_pages(SA_CHUNK_PAGES);     /* chunk 0 */
+    uintptr_t b = alloc_pages(SA_CHUNK_PAGES);     /* chunk 1 */
+    cr_assert_eq(pa.pages_free_backed, 0, "fresh pages are not candidates");
+    pa.epoch = 1;
+    sa_pages_free(&pa, b + 10 * PG, 5);            /* chunk 1, epoch 1 */
+    sa_pages_free(&pa, b + 100 * PG, 40);
+    pa.epoch = 2;
+    sa_pages_free(&pa, a + 200 * PG, 60);          /* chunk 0, epoch 2 */
+    cr_assert_eq(pa.pages_free_backed, 105);
+    uintptr_t addr;
+    /* Busy mode: only chunks idle since epoch 1 -> chunk 1, its largest run. */
+    size_t n = sa_pages_scav_take(&pa, 1000, 1, &addr);
+    cr_assert_eq(n, 40);
+    cr_assert_eq(addr, b + 100 * PG);
+    cr_assert(!sa_pages_range_free(&pa, addr, 1), "held while being released");
+    sa_pages_scav_done(&pa, addr, n, SA_RELEASED_ZEROED);
+    cr_assert(sa_pages_range_free(&pa, addr, n));
+    cr_assert_eq(pa.pages_free_backed, 65);
+    /* Any age: chunk 1 is still the oldest; its remaining run is 5 pages. */
+    n = sa_pages_scav_take(&pa, 8, UINT64_MAX, &addr);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(addr, b + 10 * PG);
+    sa_pages_scav_done(&pa, addr, n, SA_RELEASE_FAILED);
+    cr_assert_eq(pa.pages_free_backed, 65, "a failed release stays a candidate");
+    n = sa_pages_scav_take(&pa, 8, UINT64_MAX, &addr);
+    cr_assert_eq(n, 5);
+    sa_pages_scav_done(&pa, addr, n, SA_RELEASED_ZEROED);
+    /* Then chunk 0; a batch cap takes the top of the run (allocation comes
+     * from below). */
+    n = sa_pages_scav_take(&pa, 8, UINT64_MAX, &addr);
+    cr_assert_eq(n, 8);
+    cr_assert_eq(addr, a + 252 * PG);
+    sa_pages_scav_done(&pa, addr, n, SA_RELEASED_ZEROED);
+    /* Reusing them: released, known zero, and counted as a refault. */
+    sa_pagecounts pc;
+    cr_assert(sa_pages_alloc_at(&pa, a + 250 * PG, 10, &pc));
+    cr_assert_eq(pc.released, 8);
+    cr_assert_eq(pc.refault, 8);
+    cr_assert_eq(pc.zeroed, 8);
 }
