@@ -1,8 +1,8 @@
 /*
  * compat.c — glibc's malloc extras, with meanings that fit spanalloc.
  *
- *   malloc_trim(pad)   nothing to trim yet (the scavenger, issue 4, will
- *                      release free pages); returns 0 = nothing released.
+ *   malloc_trim(pad)   releases every free page now (sa_scavenge(0)); returns
+ *                      1 when something was released, as glibc.
  *   mallopt(p, v)      accepted and ignored (returns 1): glibc's knobs
  *                      (arenas, trim/mmap thresholds) have no counterpart.
  *   mallinfo/mallinfo2 filled from spanalloc's counters: arena = heap
@@ -23,7 +23,7 @@
 SA_EXPORT int malloc_trim(size_t pad)
 {
     (void)pad;
-    return 0;
+    return sa_scavenge(0) > 0;
 }
 
 SA_EXPORT int mallopt(int param, int value)
