@@ -19,6 +19,7 @@
 #define SA_INTERNAL_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -245,6 +246,7 @@ SA_HIDDEN void sa_mcache_fork_prepare(void);
 SA_HIDDEN void sa_mcache_fork_parent(void);
 SA_HIDDEN void sa_mcache_fork_child(void);
 SA_HIDDEN void sa_mcache_fold_stats(sa_threadstats *out);
+SA_HIDDEN void sa_mcache_pool_stats(size_t *inuse, size_t *sys);
 SA_HIDDEN void sa_thread_exit(void *arg);
 
 /* ---- span operations (span.c) ---------------------------------------------- */
@@ -296,7 +298,8 @@ typedef struct sa_pageheap_stats {
     size_t pages_free_backed; /* free pages still holding memory */
     uint64_t pages_faulted;   /* released pages handed out again */
     uint64_t nallocs;         /* page runs handed out, ever */
-    size_t meta_bytes;        /* span structs, arena metadata */
+    size_t span_inuse, span_sys; /* span structs */
+    size_t arena_meta_sys;       /* arena metadata and the arena array */
 } sa_pageheap_stats;
 
 /* Scavenger batch: 256 KiB per madvise. Measured on the development machine
@@ -381,8 +384,10 @@ SA_HIDDEN void sa_fixalloc_free(sa_fixalloc *f, void *p);
 SA_HIDDEN void sa_report_invalid(const char *call, const void *p, const char *reason)
     __attribute__((noreturn, cold));
 SA_HIDDEN void sa_report_fatal(const char *msg) __attribute__((noreturn, cold));
-/* Formats into buf: a tiny printf that never allocates (%s %zu %p %x %d). */
+/* Formats into buf: a tiny printf that never allocates (%s %d %zu %zx %p,
+ * '-' and widths). */
 SA_HIDDEN size_t sa_format(char *buf, size_t cap, const char *fmt, ...);
+SA_HIDDEN size_t sa_vformat(char *buf, size_t cap, const char *fmt, va_list ap);
 
 /* ---- init, options, stats ------------------------------------------------------------- */
 
@@ -391,7 +396,8 @@ SA_HIDDEN bool sa_is_ready(void);
 SA_HIDDEN bool sa_init_in_progress_here(void);
 
 typedef struct sa_options {
-    int stats;           /* print a summary at exit */
+    int stats;           /* print the report at exit */
+    int stats_json;      /* ... as JSON */
     int scavtrace;       /* one line per scavenger cycle */
     int scavenge_retain; /* percent of in-use pages kept on top (default 10) */
     size_t memory_limit; /* soft limit in bytes, 0 = none */

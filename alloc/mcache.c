@@ -221,6 +221,14 @@ void sa_mcache_fold_stats(sa_threadstats *out)
     pthread_mutex_unlock(&mcache_list_lock);
 }
 
+void sa_mcache_pool_stats(size_t *inuse, size_t *sys)
+{
+    pthread_mutex_lock(&mcache_list_lock);
+    *inuse = mcache_pool.inuse;
+    *sys = mcache_pool.sys;
+    pthread_mutex_unlock(&mcache_list_lock);
+}
+
 /* ---- fork ---------------------------------------------------------------- */
 
 void sa_mcache_fork_prepare(void)

@@ -286,7 +286,9 @@ void sa_mheap_stats(sa_pageheap_stats *out)
     out->pages_free_backed = pages.pages_free_backed + pages.pages_scavenging;
     out->pages_faulted = pages_faulted;
     out->nallocs = pages.nallocs;
-    out->meta_bytes = spanalloc_pool.sys + arenameta_pool.sys + pages.cap * sizeof(void *);
+    out->span_inuse = spanalloc_pool.inuse;
+    out->span_sys = spanalloc_pool.sys;
+    out->arena_meta_sys = arenameta_pool.sys + pages.cap * sizeof(void *);
     pthread_mutex_unlock(&heap_lock);
 }
 

@@ -7,13 +7,15 @@
  * bad value gives one warning line on stderr and is ignored.
  *
  * Known keys:
- *   stats=0|1           print a one-line summary of the counters at exit
+ *   stats=0|1           print the statistics report at exit
+ *   stats_format=text|json  the report's format
  *   scavtrace=0|1       one line per scavenger cycle on stderr
  *   scavenge_retain=N   free pages kept on top of the pages in use, in
  *                       percent of them (0..1000, default 10)
  *   memory_limit=SIZE   soft limit (bytes; K, M, G suffixes; 0 = none)
  * They tune the build-time scavenger policy; they do not replace it.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +98,15 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
 {
     if (key_is(key, klen, "stats"))
         return parse_bool(val, vlen, &sa_opts.stats);
+    if (key_is(key, klen, "stats_format")) {
+        if (vlen == 4 && memcmp(val, "json", 4) == 0)
+            sa_opts.stats_json = 1;
+        else if (vlen == 4 && memcmp(val, "text", 4) == 0)
+            sa_opts.stats_json = 0;
+        else
+            return -1;
+        return 0;
+    }
     if (key_is(key, klen, "scavtrace"))
         return parse_bool(val, vlen, &sa_opts.scavtrace);
     if (key_is(key, klen, "scavenge_retain"))
@@ -129,4 +140,21 @@ void sa_options_init(void)
         if (*p == ',')
             p++;
     }
+}
+
+int sa_option_set(const char *key, const char *value)
+{
+    sa_ensure_init();
+    if (!key || !value) {
+        errno = EINVAL;
+        return -1;
+    }
+    int r = sa_option_apply(key, strlen(key), value, strlen(value));
+    if (r != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (strcmp(key, "memory_limit") == 0)
+        sa_set_memory_limit(sa_opts.memory_limit);
+    return 0;
 }

@@ -172,10 +172,10 @@ static size_t put_uint(char *buf, size_t pos, size_t cap, unsigned long long v, 
     return pos;
 }
 
-size_t sa_format(char *buf, size_t cap, const char *fmt, ...)
+/* A printf subset that never allocates: %s %d %u %zu %x %zx %p %%, with an
+ * optional '-' flag and field width. */
+size_t sa_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
 {
-    va_list ap;
-    va_start(ap, fmt);
     size_t pos = 0;
     for (const char *f = fmt; *f && pos + 1 < cap; f++) {
         if (*f != '%') {
@@ -183,34 +183,62 @@ size_t sa_format(char *buf, size_t cap, const char *fmt, ...)
             continue;
         }
         f++;
-        if (*f == 'z' || *f == 'l')
+        bool left = false;
+        if (*f == '-') {
+            left = true;
             f++;
-        if (*f == 'l')
+        }
+        size_t width = 0;
+        while (*f >= '0' && *f <= '9')
+            width = width * 10 + (size_t)(*f++ - '0');
+        while (*f == 'z' || *f == 'l')
             f++;
+        char field[64];
+        size_t n = 0;
         switch (*f) {
-        case 's': pos = put_str(buf, pos, cap, va_arg(ap, const char *)); break;
-        case 'u': pos = put_uint(buf, pos, cap, va_arg(ap, size_t), 10); break;
-        case 'x': pos = put_uint(buf, pos, cap, va_arg(ap, size_t), 16); break;
+        case 's': n = put_str(field, 0, sizeof field, va_arg(ap, const char *)); break;
+        case 'u': n = put_uint(field, 0, sizeof field, va_arg(ap, size_t), 10); break;
+        case 'x': n = put_uint(field, 0, sizeof field, va_arg(ap, size_t), 16); break;
         case 'd': {
             long long v = va_arg(ap, int);
             if (v < 0) {
-                pos = put_str(buf, pos, cap, "-");
+                field[n++] = '-';
                 v = -v;
             }
-            pos = put_uint(buf, pos, cap, (unsigned long long)v, 10);
+            n = put_uint(field, n, sizeof field, (unsigned long long)v, 10);
             break;
         }
         case 'p':
-            pos = put_str(buf, pos, cap, "0x");
-            pos = put_uint(buf, pos, cap, (uintptr_t)va_arg(ap, void *), 16);
+            n = put_str(field, 0, sizeof field, "0x");
+            n = put_uint(field, n, sizeof field, (uintptr_t)va_arg(ap, void *), 16);
             break;
-        case '%': buf[pos++] = '%'; break;
-        default: break;
+        case '%': field[n++] = '%'; break;
+        default: continue;
+        }
+        field[n] = '\0';
+        size_t pad = width > n ? width - n : 0;
+        if (!left)
+            while (pad > 0 && pos + 1 < cap) {
+                buf[pos++] = ' ';
+                pad--;
+            }
+        pos = put_str(buf, pos, cap, field);
+        while (pad > 0 && pos + 1 < cap) {
+            buf[pos++] = ' ';
+            pad--;
         }
     }
-    va_end(ap);
     buf[pos < cap ? pos : cap - 1] = '\0';
     return pos;
+}
+
+size_t sa_format(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = sa_vformat(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
 }
 
 void sa_report_invalid(const char *call, const void *p, const char *reason)

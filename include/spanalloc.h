@@ -23,6 +23,8 @@
 #define SPANALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,6 +99,68 @@ typedef struct sa_counters {
 
 /* Fills *out with a snapshot of the counters above. */
 SA_API void sa_get_counters(sa_counters *out);
+
+#define SA_MEMSTATS_CLASSES 64 /* by_size entries (num_size_classes used) */
+#define SA_MEMSTATS_PAUSES 256 /* pause_ns / pause_end ring */
+
+/* One size class in sa_memstats; by_size[0] stands for large objects. */
+typedef struct sa_memstats_class {
+    size_t size;       /* object size (0 for the large row) */
+    uint64_t mallocs;  /* cumulative objects allocated */
+    uint64_t frees;    /* cumulative objects freed */
+    uint64_t objects;  /* live objects: mallocs - frees */
+    uint64_t bytes;    /* live bytes: objects * size (large: pages) */
+} sa_memstats_class;
+
+/* Statistics with the meanings of Go's runtime.MemStats. Counters are kept
+ * per thread and folded when read: a snapshot taken while other threads
+ * allocate may be off by their in-flight operations, never by more. */
+typedef struct sa_memstats {
+    /* general */
+    uint64_t alloc;         /* = heap_alloc */
+    uint64_t total_alloc;   /* cumulative bytes allocated (object sizes) */
+    uint64_t sys;           /* bytes obtained from the OS: heap + metadata */
+    uint64_t mallocs;       /* cumulative objects allocated */
+    uint64_t frees;         /* cumulative objects freed */
+    /* heap */
+    uint64_t heap_alloc;    /* bytes of allocated objects */
+    uint64_t heap_sys;      /* heap address space: heap_inuse + heap_idle */
+    uint64_t heap_idle;     /* bytes in free pages, retained or released */
+    uint64_t heap_inuse;    /* bytes in spans in use */
+    uint64_t heap_released; /* free bytes handed back to the kernel */
+    uint64_t heap_objects;  /* live objects: mallocs - frees */
+    /* metadata */
+    uint64_t mspan_inuse, mspan_sys;   /* span structs */
+    uint64_t mcache_inuse, mcache_sys; /* per-thread caches */
+    uint64_t mcentral_sys;             /* central lists */
+    uint64_t mheap_sys;                /* arena metadata: page maps, bitmaps */
+    /* scavenger */
+    uint64_t scav_released;      /* cumulative bytes released */
+    uint64_t scav_madvise_calls;
+    uint64_t scav_ns;
+    uint64_t pages_faulted;      /* released pages handed out again */
+    /* collector (zero unless built with SPANALLOC_GC) */
+    uint64_t next_gc, last_gc, pause_total_ns;
+    uint64_t pause_ns[SA_MEMSTATS_PAUSES], pause_end[SA_MEMSTATS_PAUSES];
+    uint32_t num_gc, num_forced_gc;
+    double gc_cpu_fraction;
+    uint64_t pause_p50_ns, pause_p99_ns, pause_max_ns;
+    uint64_t stop_p50_ns, stop_p99_ns, stop_max_ns;
+    /* by size class */
+    uint32_t num_size_classes;
+    sa_memstats_class by_size[SA_MEMSTATS_CLASSES];
+} sa_memstats;
+
+/* Fills *out with a snapshot (see sa_memstats). */
+SA_API void sa_read_memstats(sa_memstats *out);
+
+/* Writes the statistics report to fp: opts NULL or "" for text, "json" for
+ * JSON. The same report SPANALLOC=stats=1 prints at exit. */
+SA_API void sa_stats_print(FILE *fp, const char *opts);
+
+/* Sets a runtime option as the SPANALLOC variable would ("stats", "1").
+ * Returns 0, or -1 (errno EINVAL) for an unknown key or a bad value. */
+SA_API int sa_option_set(const char *key, const char *value);
 
 /* Returns the library version as "major.minor.patch". */
 SA_API const char *sa_version(void);
