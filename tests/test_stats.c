@@ -160,3 +160,21 @@ Test(stats, report_in_text_and_json)
     free(json);
     sa_free(p);
 }
+
+Test(stats, large_blocks_resized_in_place_keep_the_byte_count)
+{
+    sa_memstats before, after;
+    sa_read_memstats(&before);
+    char *p = sa_malloc(200000);
+    p = sa_realloc(p, 100000);  /* shrinks in place */
+    p = sa_realloc(p, 150000);  /* grows back in place (the pages are free) */
+    sa_memstats mid;
+    sa_read_memstats(&mid);
+    cr_assert_eq(mid.heap_alloc - before.heap_alloc, sa_malloc_usable_size(p));
+    sa_free(p);
+    sa_read_memstats(&after);
+    cr_assert_eq(after.heap_alloc, before.heap_alloc,
+                 "HeapAlloc %zu after, %zu before", (size_t)after.heap_alloc,
+                 (size_t)before.heap_alloc);
+    cr_assert_eq(after.by_size[0].bytes, before.by_size[0].bytes);
+}

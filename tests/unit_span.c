@@ -83,7 +83,10 @@ Test(span, merge_folds_remote_frees)
         ;
     s->remoteFree[0] = 1ull << 5;
     s->remoteFree[7] = 1ull << 63;
+    cr_assert_eq(sa_span_merge_remote(s, "free"), 0, "without the hint the words are skipped");
+    s->hasRemote = 1;
     cr_assert_eq(sa_span_merge_remote(s, "free"), 2);
+    cr_assert_eq(s->hasRemote, 0);
     cr_assert_eq(sa_span_count_alloc(s), s->nelems - 2);
     cr_assert_eq(s->remoteFree[0] | s->remoteFree[7], 0);
     cr_assert(sa_span_load_window(s, 0));
@@ -98,6 +101,7 @@ Test(span, remote_free_of_a_slot_the_owner_freed_is_a_double_free, .signal = SIG
     next_slot(s);
     s->allocBits[0] &= ~1ull;  /* owner freed slot 0 */
     s->remoteFree[0] = 1ull;   /* and another thread freed it too */
+    s->hasRemote = 1;
     sa_span_merge_remote(s, "free");
 }
 
@@ -109,6 +113,8 @@ Test(span, slow_one_allocates_first_free_slot)
     cr_assert_eq((uintptr_t)a, s->base);
     cr_assert_eq((uintptr_t)b, s->base + s->elemsize);
     s->remoteFree[0] = 1; /* slot 0 freed remotely */
+    s->hasRemote = 1;
+    cr_assert_eq(sa_span_merge_remote(s, "free"), 1);
     cr_assert_eq(sa_span_alloc_slow_one(s), a);
     for (unsigned i = 2; i < s->nelems; i++)
         cr_assert_not_null(sa_span_alloc_slow_one(s));
