@@ -108,6 +108,20 @@ static void count_large(bool alloc, size_t nbytes)
     }
 }
 
+/* A large block resized in place: its bytes change, the block count not. */
+static void count_large_resize(size_t oldbytes, size_t newbytes)
+{
+    sa_mcache *mc = sa_tls_mcache;
+    bool own = mc != &sa_mcache_empty && mc != &sa_mcache_dead;
+    sa_threadstats *t = own ? &mc->stats : &sa_global_stats;
+    uint64_t *field = newbytes > oldbytes ? &t->large_bytes_alloc : &t->large_bytes_free;
+    uint64_t delta = newbytes > oldbytes ? newbytes - oldbytes : oldbytes - newbytes;
+    if (own)
+        sa_store_relaxed(field, sa_load_relaxed(field) + delta);
+    else
+        sa_stats_add_global(field, delta);
+}
+
 /* A small object of span class spc; *needzero tells whether it may be dirty. */
 static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
 {
@@ -298,12 +312,14 @@ static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call)
         if (npages <= s->npages) {
             if (npages < s->npages) {
                 SA_TRACK_RESIZE(p, usable, npages << SA_PAGE_SHIFT);
+                count_large_resize(usable, npages << SA_PAGE_SHIFT);
                 sa_mheap_shrink_large(s, npages);
             }
             return p;
         }
         if (sa_mheap_grow_large_in_place(s, npages)) {
             SA_TRACK_RESIZE(p, usable, npages << SA_PAGE_SHIFT);
+            count_large_resize(usable, npages << SA_PAGE_SHIFT);
             return p;
         }
     }

@@ -93,7 +93,7 @@ sa_mcache *sa_mcache_for_thread(void)
 /* Counts the objects handed out from s's current window and retires it. */
 static void retire_window(sa_mcache *mc, sa_span *s)
 {
-    uint32_t left = (uint32_t)__builtin_popcountll(s->allocCache);
+    uint32_t left = (uint32_t)sa_popcount64(s->allocCache);
     stat_add(&mc->stats.nmalloc[s->spanclass], s->windowFree - left);
     s->windowFree = 0;
     s->allocCache = 0;
@@ -213,7 +213,7 @@ void sa_mcache_fold_stats(sa_threadstats *out)
             if (s == &sa_emptyspan)
                 continue;
             uint32_t wf = sa_load_relaxed(&s->windowFree);
-            uint32_t left = (uint32_t)__builtin_popcountll(sa_load_relaxed(&s->allocCache));
+            uint32_t left = (uint32_t)sa_popcount64(sa_load_relaxed(&s->allocCache));
             if (wf > left)
                 out->nmalloc[spc] += wf - left;
         }

@@ -1,8 +1,9 @@
 /*
  * mcentral.c — one central list per span class.
  *
- * Owns: the spans of its class that no mcache holds, in two lists -- partial
- * (at least one free slot) and full -- and a pending stack of spans that
+ * Owns: the spans of its class that no mcache holds, in three lists --
+ * partial (a quarter or more of the slots free), few (some free) and full --
+ * and a pending stack of spans that
  * received frees from other threads. It refills mcaches (cache_span), takes
  * spans back from them (uncache_span), gets new spans from the mheap and
  * gives empty ones back.
@@ -49,7 +50,7 @@ void sa_mcentral_init_all(void)
 
 static sa_span **list_head(sa_mcentral *c, uint8_t list)
 {
-    return list == SA_LIST_PARTIAL ? &c->partial : &c->full;
+    return list == SA_LIST_PARTIAL ? &c->partial : list == SA_LIST_FEW ? &c->few : &c->full;
 }
 
 static void list_remove(sa_mcentral *c, sa_span *s)
@@ -82,8 +83,12 @@ static void list_push(sa_mcentral *c, sa_span *s, uint8_t list)
  * through next) to be returned to the mheap once the lock is dropped. */
 static void reclassify(sa_mcentral *c, sa_span *s, sa_span **tofree)
 {
-    unsigned n = sa_span_count_alloc(s);
-    uint8_t want = n == 0 ? SA_LIST_NONE : n == s->nelems ? SA_LIST_FULL : SA_LIST_PARTIAL;
+    unsigned n = s->allocCount;
+    unsigned nfree = s->nelems - n;
+    uint8_t want = n == 0               ? SA_LIST_NONE
+                   : nfree == 0         ? SA_LIST_FULL
+                   : nfree * 4 >= s->nelems ? SA_LIST_PARTIAL
+                                        : SA_LIST_FEW;
     if (want == SA_LIST_NONE) {
         list_remove(c, s);
         c->nspans--;
@@ -140,7 +145,7 @@ static void drain_pending(sa_mcentral *c, sa_span **tofree)
             /* CENTRAL and ours: on one of our lists (every transition to
              * CENTRAL completes under our lock). */
             sa_store_sc(&s->pending, 0);
-            sa_span_merge_remote(s, "free");
+            s->allocCount -= sa_span_merge_remote(s, "free");
             reclassify(c, s, tofree);
         }
         s = next;
@@ -158,6 +163,20 @@ static void free_spans(sa_span *list)
 
 /* ---- mcache interface ---------------------------------------------------- */
 
+/* The best span to allocate from: a well-stocked partial span; else, after
+ * filing what other threads' frees changed (draining is deferred until
+ * needed, as Go sweeps lazily), a well-stocked one again; else one with a
+ * few free slots. Unlinked; NULL when there is none. Lock held. */
+static sa_span *take_partial(sa_mcentral *c, sa_span **tofree)
+{
+    if (!c->partial && __atomic_load_n(&c->pending, __ATOMIC_RELAXED))
+        drain_pending(c, tofree);
+    sa_span *s = c->partial ? c->partial : c->few;
+    if (s)
+        list_remove(c, s);
+    return s;
+}
+
 /* Hands mc a span with at least one free slot, window loaded; NULL when the
  * heap is out of memory. Partial spans first (they may hold dirty slots), a
  * fresh span from the mheap otherwise. */
@@ -165,10 +184,8 @@ sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc)
 {
     sa_span *tofree = NULL;
     pthread_mutex_lock(&c->lock);
-    drain_pending(c, &tofree);
-    sa_span *s = c->partial;
+    sa_span *s = take_partial(c, &tofree);
     if (s) {
-        list_remove(c, s);
         sa_store_relaxed(&s->owner, mc);
         sa_store_sc(&s->state, SA_SPAN_CACHED);
     }
@@ -206,6 +223,7 @@ void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s)
     sa_store_sc(&s->state, SA_SPAN_CENTRAL);
     s->needzero = 1;
     sa_span_merge_remote(s, "free");
+    s->allocCount = sa_span_count_alloc(s);
     s->list = SA_LIST_NONE;
     reclassify(c, s, &tofree);
     pthread_mutex_unlock(&c->lock);
@@ -218,9 +236,10 @@ void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero)
 {
     sa_span *tofree = NULL;
     pthread_mutex_lock(&c->lock);
-    drain_pending(c, &tofree);
-    sa_span *s = c->partial;
-    if (!s) {
+    sa_span *s = take_partial(c, &tofree);
+    if (s) {
+        list_push(c, s, SA_LIST_FEW); /* refiled below */
+    } else {
         pthread_mutex_unlock(&c->lock);
         s = sa_mheap_alloc_small_span(c->spanclass);
         if (!s) {
@@ -234,7 +253,10 @@ void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero)
         list_push(c, s, SA_LIST_PARTIAL);
         sa_store_sc(&s->state, SA_SPAN_CENTRAL);
     }
+    s->allocCount -= sa_span_merge_remote(s, "free");
     void *p = sa_span_alloc_slow_one(s);
+    if (p)
+        s->allocCount++;
     reclassify(c, s, &tofree);
     pthread_mutex_unlock(&c->lock);
     free_spans(tofree);

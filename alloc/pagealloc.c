@@ -150,7 +150,7 @@ static size_t bits_take_range(uint64_t *words, size_t from, size_t n)
         size_t w = from >> 6, b = from & 63;
         size_t k = 64 - b < n ? 64 - b : n;
         uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
-        count += (size_t)__builtin_popcountll(words[w] & mask);
+        count += (size_t)sa_popcount64(words[w] & mask);
         words[w] &= ~mask;
         from += k;
         n -= k;

@@ -32,6 +32,8 @@
 
 void sa_span_init_small(sa_span *s, unsigned spc)
 {
+    s->allocCount = 0;
+    sa_store_relaxed(&s->hasRemote, 0);
     unsigned sc = sa_spanclass_sizeclass(spc);
     s->spanclass = (uint8_t)spc;
     s->elemsize = sa_class_to_size[sc];
@@ -66,7 +68,7 @@ bool sa_span_load_window(sa_span *s, unsigned fromword)
         if (bits != ~(uint64_t)0) {
             s->allocCache = ~bits;
             s->freeindex = w * 64;
-            s->windowFree = (uint32_t)__builtin_popcountll(~bits);
+            s->windowFree = (uint32_t)sa_popcount64(~bits);
             return true;
         }
     }
@@ -86,7 +88,7 @@ unsigned sa_span_count_alloc(const sa_span *s)
 {
     unsigned n = 0, nwords = sa_span_nwords(s);
     for (unsigned w = 0; w < nwords; w++)
-        n += (unsigned)__builtin_popcountll(sa_load_relaxed(&s->allocBits[w]));
+        n += sa_popcount64(sa_load_relaxed(&s->allocBits[w]));
     return n;
 }
 
@@ -96,6 +98,11 @@ unsigned sa_span_count_alloc(const sa_span *s)
 unsigned sa_span_merge_remote(sa_span *s, const char *call)
 {
     unsigned n = 0, nwords = sa_span_nwords(s);
+    /* The hint is cleared before the words are read; a freer sets it after
+     * its OR (sa_free_remote), so a bit that slips past this merge leaves
+     * the hint set for the next one. */
+    if (!sa_load_sc(&s->hasRemote) || !__atomic_exchange_n(&s->hasRemote, 0, __ATOMIC_SEQ_CST))
+        return 0;
     for (unsigned w = 0; w < nwords; w++) {
         /* seq_cst load: pairs with the freer's OR-then-load-state (see
          * sa_free_remote) when the owner has just published a new state. */
@@ -110,7 +117,7 @@ unsigned sa_span_merge_remote(sa_span *s, const char *call)
                               "double free: freed by two threads");
         }
         sa_store_relaxed(&s->allocBits[w], bits & ~r);
-        n += (unsigned)__builtin_popcountll(r);
+        n += sa_popcount64(r);
     }
     return n;
 }
@@ -119,7 +126,6 @@ unsigned sa_span_merge_remote(sa_span *s, const char *call)
  * serving a thread that has no mcache). Returns NULL when full. */
 void *sa_span_alloc_slow_one(sa_span *s)
 {
-    sa_span_merge_remote(s, "free");
     unsigned nwords = sa_span_nwords(s);
     for (unsigned w = 0; w < nwords; w++) {
         uint64_t bits = sa_load_relaxed(&s->allocBits[w]) | tail_mask(s, w);
@@ -136,10 +142,12 @@ void *sa_span_alloc_slow_one(sa_span *s)
  * Free of object idx by a thread that does not own the span.
  *
  * Protocol (every step a sequentially consistent atomic):
- *   freer: check the allocBits bit; OR the bit into remoteFree; then load the
- *          span's state; if it is CENTRAL, notify the mcentral.
+ *   freer: check the allocBits bit; OR the bit into remoteFree; set the
+ *          span's hasRemote hint; then load the span's state; if it is
+ *          CENTRAL, notify the mcentral.
  *   owner: when it gives the span up it first stores the new state (CENTRAL)
- *          and only then drains remoteFree.
+ *          and only then drains remoteFree (clearing the hint, then reading
+ *          the words).
  * Either the owner's drain sees the bit, or the freer's load sees CENTRAL and
  * notifies: no bit is left behind in a span nobody will look at. After the
  * OR, the span may already be empty and recycled by another thread; the only
@@ -156,6 +164,8 @@ void sa_free_remote(sa_span *s, uint32_t idx, const char *call, void *p)
     uint64_t old = __atomic_fetch_or(&s->remoteFree[w], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m))
         sa_report_invalid(call, p, "double free: block already freed by another thread");
+    if (!sa_load_relaxed(&s->hasRemote))
+        sa_store_sc(&s->hasRemote, 1);
     if (sa_load_sc(&s->state) == SA_SPAN_CENTRAL)
         sa_mcentral_notify(s, spc);
 }
