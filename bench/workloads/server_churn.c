@@ -1,0 +1,127 @@
+/*
+ * server_churn — a long-running service's steady state.
+ *
+ * Each of THREADS threads owns a working set of 32768 live objects of mixed
+ * sizes (70% 8–128 B, 20% up to 1 KiB, 8% up to 8 KiB, 1.9% up to 32 KiB,
+ * 0.1% up to 256 KiB) and, for its share of the operations, replaces a random
+ * one: check its stamp, free it, allocate a new one and stamp it. One
+ * operation in 20 is a realloc of the chosen object to a new size instead.
+ * The total operation count is fixed (20M × SCALE) and split over the threads,
+ * so ops_per_sec across thread counts shows scaling (on a 2-core machine, 4
+ * threads oversubscribe the cores).
+ *
+ * The timed section is the churn only: the working set is built before the
+ * threads pass a barrier, and torn down after the clock stops.
+ */
+#include "wl_common.h"
+
+#include <pthread.h>
+
+#define WORKLOAD "server_churn"
+#define SLOTS 32768
+
+typedef struct slot {
+    void *p;
+    size_t size;
+    uint64_t tag;
+} slot;
+
+typedef struct worker {
+    pthread_t tid;
+    int index;
+    uint64_t ops;
+    pthread_barrier_t *start;
+    pthread_barrier_t *stop;
+    uint64_t checksum;
+} worker;
+
+static size_t pick_size(wl_rng *r) {
+    uint64_t c = wl_below(r, 1000);
+    if (c < 700) return 8 + wl_below(r, 121);
+    if (c < 900) return 129 + wl_below(r, 896);
+    if (c < 980) return 1025 + wl_below(r, 7168);
+    if (c < 999) return 8193 + wl_below(r, 24576);
+    return 32769 + wl_below(r, 229376);
+}
+
+static void *run(void *arg) {
+    worker *w = arg;
+    wl_rng r;
+    wl_rng_seed(&r, 0x5e77e7c4u + (uint64_t)w->index * 7919u);
+    slot *slots = wl_xmalloc(WORKLOAD, sizeof(slot) * SLOTS);
+    uint64_t next_tag = ((uint64_t)w->index << 48) | 1;
+
+    for (size_t i = 0; i < SLOTS; i++) {
+        slots[i].size = pick_size(&r);
+        slots[i].tag = next_tag++;
+        slots[i].p = wl_xmalloc(WORKLOAD, slots[i].size);
+        wl_stamp(slots[i].p, slots[i].size, slots[i].tag);
+    }
+
+    pthread_barrier_wait(w->start);
+    for (uint64_t op = 0; op < w->ops; op++) {
+        slot *s = &slots[wl_below(&r, SLOTS)];
+        wl_check(WORKLOAD, s->p, s->size, s->tag);
+        size_t nsize = pick_size(&r);
+        if (wl_below(&r, 20) == 0) {
+            void *np = realloc(s->p, nsize);
+            if (!np) wl_fail(WORKLOAD, "realloc(%zu) returned NULL", nsize);
+            /* The first bytes survive a realloc: check the leading word. */
+            if (s->size >= 8 && nsize >= 8) {
+                uint64_t v;
+                memcpy(&v, np, 8);
+                if (v != wl_tag_at(s->tag, 0))
+                    wl_fail(WORKLOAD, "realloc %zu -> %zu lost the contents (block %p)", s->size, nsize, np);
+            }
+            s->p = np;
+        } else {
+            free(s->p);
+            s->p = wl_xmalloc(WORKLOAD, nsize);
+        }
+        s->size = nsize;
+        s->tag = next_tag++;
+        wl_stamp(s->p, s->size, s->tag);
+    }
+    pthread_barrier_wait(w->stop);
+
+    uint64_t sum = 0;
+    for (size_t i = 0; i < SLOTS; i++) {
+        wl_check(WORKLOAD, slots[i].p, slots[i].size, slots[i].tag);
+        sum += slots[i].size;
+        free(slots[i].p);
+    }
+    free(slots);
+    w->checksum = sum;
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    wl_args a = wl_parse_args(argc, argv, "threads churning a mixed-size working set");
+    uint64_t total = wl_scaled(20000000, a.scale, (uint64_t)a.threads);
+    pthread_barrier_t start, stop;
+    pthread_barrier_init(&start, NULL, (unsigned)a.threads + 1);
+    pthread_barrier_init(&stop, NULL, (unsigned)a.threads + 1);
+    worker *ws = wl_xmalloc(WORKLOAD, sizeof(worker) * (size_t)a.threads);
+    for (int i = 0; i < a.threads; i++) {
+        ws[i] = (worker){.index = i, .ops = total / (uint64_t)a.threads, .start = &start, .stop = &stop};
+        if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
+            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
+            return 1;
+        }
+    }
+    pthread_barrier_wait(&start);
+    double t0 = wl_now();
+    pthread_barrier_wait(&stop);
+    double secs = wl_now() - t0;
+    uint64_t ops = 0, sum = 0;
+    for (int i = 0; i < a.threads; i++) {
+        pthread_join(ws[i].tid, NULL);
+        ops += ws[i].ops;
+        sum += ws[i].checksum;
+    }
+    free(ws);
+    char extra[64];
+    snprintf(extra, sizeof extra, " checksum=%llu", (unsigned long long)sum);
+    wl_result(WORKLOAD, &a, secs, ops, extra);
+    return 0;
+}

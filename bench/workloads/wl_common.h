@@ -1,0 +1,292 @@
+/*
+ * wl_common.h — shared helpers for the workload programs in bench/workloads.
+ *
+ * Every workload is an ordinary C program that calls plain malloc/free/realloc
+ * (never the sa_ API), so any allocator can be put under it with LD_PRELOAD.
+ * The helpers here keep the programs uniform:
+ *
+ *  - the command line: `-s SCALE` (a float; 1.0 is the default run, about one
+ *    to a few seconds under glibc on a 2-core machine; ctest runs 0.01) and
+ *    `-t THREADS`;
+ *  - a deterministic PRNG (splitmix64 seeding xoshiro-style state), so a run
+ *    makes the same allocation sequence under every allocator;
+ *  - block stamping: a tag is written at the start, at the end and on every
+ *    4 KiB stride of a block (so every page is touched, which makes RSS honest)
+ *    and checked again before the block is freed. A mismatch prints the
+ *    workload, the block and the offset on stderr and exits with status 3, so
+ *    the workloads double as allocator corruption detectors;
+ *  - the result line: exactly one line starting with "RESULT " and made of
+ *    key=value pairs, always including workload, threads, scale, seconds,
+ *    ops, ops_per_sec, peak_rss_kb and ru_maxrss_kb. peak_rss_kb is VmHWM,
+ *    the kernel's high-water mark behind ru_maxrss, for this program alone:
+ *    ru_maxrss itself survives execve and so includes the RSS of whatever
+ *    forked the program (see wl_ru_maxrss_kb).
+ *
+ * Everything is static inline so each workload stays a single translation
+ * unit with no library of its own.
+ */
+#ifndef WL_COMMON_H
+#define WL_COMMON_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- command line ------------------------------------------------------ */
+
+typedef struct wl_args {
+    double scale;  /* work multiplier; 1.0 = default run */
+    int threads;   /* worker threads (meaning documented per workload) */
+} wl_args;
+
+static inline void wl_usage(const char *prog, const char *what) {
+    fprintf(stderr,
+            "usage: %s [-s SCALE] [-t THREADS]\n"
+            "  %s\n"
+            "  -s SCALE    work multiplier (default 1.0; 0.01 for a smoke run)\n"
+            "  -t THREADS  worker threads (default 1)\n",
+            prog, what);
+}
+
+/* Parses -s/-t (also --scale=/--threads=); exits 2 on anything else. */
+static inline wl_args wl_parse_args(int argc, char **argv, const char *what) {
+    wl_args a = {1.0, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = NULL;
+        char opt = 0;
+        if ((arg[0] == '-' && (arg[1] == 's' || arg[1] == 't') && arg[2] == '\0') && i + 1 < argc) {
+            opt = arg[1];
+            val = argv[++i];
+        } else if (strncmp(arg, "--scale=", 8) == 0) {
+            opt = 's';
+            val = arg + 8;
+        } else if (strncmp(arg, "--threads=", 10) == 0) {
+            opt = 't';
+            val = arg + 10;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            wl_usage(argv[0], what);
+            exit(0);
+        } else {
+            wl_usage(argv[0], what);
+            exit(2);
+        }
+        char *end = NULL;
+        errno = 0;
+        if (opt == 's') {
+            a.scale = strtod(val, &end);
+            if (errno || end == val || *end || !(a.scale > 0.0) || a.scale > 1000.0) {
+                fprintf(stderr, "%s: bad scale '%s'\n", argv[0], val);
+                exit(2);
+            }
+        } else {
+            long t = strtol(val, &end, 10);
+            if (errno || end == val || *end || t < 1 || t > 256) {
+                fprintf(stderr, "%s: bad thread count '%s'\n", argv[0], val);
+                exit(2);
+            }
+            a.threads = (int)t;
+        }
+    }
+    return a;
+}
+
+/* Scales a base count, never below `min`. */
+static inline uint64_t wl_scaled(uint64_t base, double scale, uint64_t min) {
+    double v = (double)base * scale;
+    uint64_t n = (uint64_t)v;
+    return n < min ? min : n;
+}
+
+/* ---- PRNG: xoshiro256** seeded by splitmix64 ---------------------------- */
+
+typedef struct wl_rng {
+    uint64_t s[4];
+} wl_rng;
+
+static inline uint64_t wl_splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline void wl_rng_seed(wl_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = wl_splitmix64(&x);
+}
+
+static inline uint64_t wl_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t wl_next(wl_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = wl_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = wl_rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, n) (n > 0); the tiny modulo bias does not matter here. */
+static inline uint64_t wl_below(wl_rng *r, uint64_t n) { return (uint64_t)(((unsigned __int128)wl_next(r) * n) >> 64); }
+
+/* Uniform double in [0, 1). */
+static inline double wl_unit(wl_rng *r) { return (double)(wl_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* ---- time and memory ----------------------------------------------------- */
+
+static inline double wl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void wl_sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Reads one "Key:   N kB" field of /proc/self/status; -1 if unavailable.
+ * Uses only the stack and raw system calls (stdio would allocate through the
+ * malloc being measured). */
+static inline long wl_status_kb(const char *key) {
+    char buf[8192];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    size_t kl = strlen(key);
+    for (const char *p = buf; (p = strstr(p, key)) != NULL; p += kl)
+        if ((p == buf || p[-1] == '\n') && p[kl] == ':') return strtol(p + kl + 1, NULL, 10);
+    return -1;
+}
+
+/* getrusage's ru_maxrss (KiB). Careful: Linux carries it across execve, so a
+ * program started by a big parent (the Python runner) reports at least the
+ * parent's RSS at fork time. */
+static inline long wl_ru_maxrss_kb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return ru.ru_maxrss;
+}
+
+/* Peak RSS of this program in KiB: VmHWM (the same high-water mark the kernel
+ * folds into ru_maxrss, but for this address space only, so it starts fresh
+ * at exec); ru_maxrss when /proc is not there. */
+static inline long wl_peak_rss_kb(void) {
+    long kb = wl_status_kb("VmHWM");
+    return kb >= 0 ? kb : wl_ru_maxrss_kb();
+}
+
+/* Current resident set size (VmRSS) in KiB; -1 if unavailable. */
+static inline long wl_current_rss_kb(void) { return wl_status_kb("VmRSS"); }
+
+/* ---- block stamping ------------------------------------------------------- */
+
+/* Stamps positions: offset 0, every 4096 bytes, and the last 8 bytes (blocks
+ * of at least 8 bytes). Blocks smaller than 8 bytes get their bytes filled. */
+#define WL_STRIDE 4096
+
+static inline uint64_t wl_tag_at(uint64_t tag, size_t off) { return tag ^ ((uint64_t)off * 0x9e3779b97f4a7c15ULL); }
+
+/* The tail word is stamped only when it does not overlap the last stride
+ * word (size >= 8). */
+static inline int wl_has_tail(size_t size) {
+    size_t last = ((size - 8) / WL_STRIDE) * WL_STRIDE;
+    return size - 8 >= last + 8;
+}
+
+static inline void wl_stamp(void *p, size_t size, uint64_t tag) {
+    unsigned char *b = (unsigned char *)p;
+    if (size < 8) {
+        for (size_t i = 0; i < size; i++) b[i] = (unsigned char)(tag >> (8 * i));
+        return;
+    }
+    for (size_t off = 0; off + 8 <= size; off += WL_STRIDE) {
+        uint64_t v = wl_tag_at(tag, off);
+        memcpy(b + off, &v, 8);
+    }
+    if (wl_has_tail(size)) {
+        uint64_t v = wl_tag_at(tag, size - 8);
+        memcpy(b + size - 8, &v, 8);
+    }
+}
+
+static inline void wl_fail(const char *workload, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: DATA CHECK FAILED: ", workload);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+    _exit(3);
+}
+
+/* Returns 0 when the stamp is intact, else the failing offset + 1. */
+static inline size_t wl_stamp_bad(const void *p, size_t size, uint64_t tag) {
+    const unsigned char *b = (const unsigned char *)p;
+    if (size < 8) {
+        for (size_t i = 0; i < size; i++)
+            if (b[i] != (unsigned char)(tag >> (8 * i))) return i + 1;
+        return 0;
+    }
+    uint64_t v;
+    for (size_t off = 0; off + 8 <= size; off += WL_STRIDE) {
+        memcpy(&v, b + off, 8);
+        if (v != wl_tag_at(tag, off)) return off + 1;
+    }
+    if (wl_has_tail(size)) {
+        memcpy(&v, b + size - 8, 8);
+        if (v != wl_tag_at(tag, size - 8)) return size - 8 + 1;
+    }
+    return 0;
+}
+
+/* Checks the stamp; on mismatch reports and exits 3. */
+static inline void wl_check(const char *workload, const void *p, size_t size, uint64_t tag) {
+    size_t bad = wl_stamp_bad(p, size, tag);
+    if (bad) wl_fail(workload, "block %p size %zu tag %#llx corrupt at offset %zu", p, size, (unsigned long long)tag, bad - 1);
+}
+
+/* Allocation failure is a finding too: report it and exit 4. */
+static inline void *wl_xmalloc(const char *workload, size_t size) {
+    void *p = malloc(size);
+    if (!p && size) {
+        fprintf(stderr, "%s: malloc(%zu) returned NULL\n", workload, size);
+        fflush(stderr);
+        _exit(4);
+    }
+    return p;
+}
+
+/* ---- result line -------------------------------------------------------- */
+
+/* Prints "RESULT workload=W threads=T scale=S seconds=X ops=N ops_per_sec=R
+ * peak_rss_kb=K ru_maxrss_kb=M" followed by `extra` (already formatted " k=v" pairs, or
+ * NULL). One line, flushed. */
+static inline void wl_result(const char *workload, const wl_args *a, double seconds, uint64_t ops, const char *extra) {
+    double rate = seconds > 0 ? (double)ops / seconds : 0.0;
+    printf("RESULT workload=%s threads=%d scale=%g seconds=%.6f ops=%llu ops_per_sec=%.0f peak_rss_kb=%ld "
+           "ru_maxrss_kb=%ld%s\n",
+           workload, a->threads, a->scale, seconds, (unsigned long long)ops, rate, wl_peak_rss_kb(), wl_ru_maxrss_kb(),
+           extra ? extra : "");
+    fflush(stdout);
+}
+
+#endif /* WL_COMMON_H */

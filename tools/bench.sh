@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc
+# (and mimalloc/tcmalloc when their Debian packages are installed).
+#
+#   tools/bench.sh                  quick set: every workload, 3 reps (~5 min on 2 cores)
+#   tools/bench.sh --full           scale 2, 5 reps, plus --micro and --instructions
+#   tools/bench.sh --only NAME      one workload (bench/results/only-NAME.json; docs untouched)
+#   tools/bench.sh --instructions   instructions per malloc+free pair under callgrind
+#   tools/bench.sh --micro          google-benchmark microbenchmarks under every allocator
+#   tools/bench.sh --gc             collector benchmarks (not built yet: issue 6)
+# Options: --reps N, --allocators glibc,jemalloc,spanalloc,...  (default: all available)
+#
+# Writes bench/results/latest.json, bench/results/*.png and regenerates
+# docs/benchmarks.md. Exits 1 if any run failed (crash, data-check failure,
+# timeout) after writing the results, so a spanalloc bug is never silent.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+BUILD="build-bench"
+RESULTS="bench/results"
+DOCS="docs/benchmarks.md"
+
+usage() {
+  sed -n '2,15p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
+}
+
+mode=quick
+only=""
+reps=""
+want_workloads=1
+want_instructions=0
+want_micro=0
+allocators=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --full) mode=full; want_instructions=1; want_micro=1 ;;
+    --quick) mode=quick ;;
+    --only) [ $# -ge 2 ] || { echo "bench.sh: --only needs a workload name" >&2; exit 2; }; only="$2"; shift ;;
+    --only=*) only="${1#--only=}" ;;
+    --reps) [ $# -ge 2 ] || { echo "bench.sh: --reps needs a number" >&2; exit 2; }; reps="$2"; shift ;;
+    --reps=*) reps="${1#--reps=}" ;;
+    --allocators) [ $# -ge 2 ] || { echo "bench.sh: --allocators needs a list" >&2; exit 2; }; allocators="$2"; shift ;;
+    --allocators=*) allocators="${1#--allocators=}" ;;
+    --instructions) want_workloads=0; want_instructions=1 ;;
+    --micro) want_workloads=0; want_micro=1 ;;
+    --gc)
+      echo "bench.sh --gc: the garbage-collector benchmarks are not built yet (issue 6)."
+      exit 0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -n "$reps" ] && ! [[ "$reps" =~ ^[1-9][0-9]*$ ]]; then
+  echo "bench.sh: --reps wants a positive number, not '$reps'" >&2
+  exit 2
+fi
+
+# ---- dependencies (Debian packages) ------------------------------------------
+pkg_installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+need=(cmake build-essential libbenchmark-dev libjemalloc2 gnuplot-nox python3)
+if [ "$want_instructions" = 1 ]; then need+=(valgrind); fi
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${need[@]}"; do
+    if [ "$p" = gnuplot-nox ] && { pkg_installed gnuplot-qt || pkg_installed gnuplot-x11; }; then continue; fi
+    if ! pkg_installed "$p"; then missing+=("$p"); fi
+  done
+else
+  # not Debian: check for the programs themselves, cannot install
+  for c in cmake cc c++ make gnuplot python3; do
+    if ! command -v "$c" >/dev/null 2>&1; then missing+=("$c"); fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench.sh: missing programs: ${missing[*]} (this script installs Debian packages only)" >&2
+    exit 1
+  fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bench.sh: installing missing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+  else
+    echo "bench.sh: missing Debian packages: ${missing[*]}" >&2
+    echo "bench.sh: run this script as root once, or install them with:" >&2
+    echo "    sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY="$(command -v python3)"
+
+# ---- allocators --------------------------------------------------------------
+multiarch="$(gcc -print-multiarch 2>/dev/null || true)"
+find_lib() { # find_lib NAME: the first /usr/lib*/<multiarch>/NAME that exists
+  local d
+  for d in "/usr/lib/$multiarch" /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
+    if [ -n "$d" ] && [ -e "$d/$1" ]; then echo "$d/$1"; return 0; fi
+  done
+  return 1
+}
+declare -A lib=()
+lib[glibc]=""
+jemalloc_lib="$(find_lib libjemalloc.so.2 || true)"
+if [ -n "$jemalloc_lib" ]; then lib[jemalloc]="$jemalloc_lib"; fi
+if pkg_installed libmimalloc2.0; then
+  l="$(find_lib libmimalloc.so.2 || find_lib libmimalloc.so.2.0 || true)"
+  if [ -n "$l" ]; then lib[mimalloc]="$l"; fi
+fi
+if pkg_installed libtcmalloc-minimal4; then
+  l="$(find_lib libtcmalloc_minimal.so.4 || true)"
+  if [ -n "$l" ]; then lib[tcmalloc]="$l"; fi
+fi
+lib[spanalloc]="$root/$BUILD/lib/libspanalloc.so"
+if [ -z "$allocators" ]; then
+  allocators="glibc"
+  for a in jemalloc mimalloc tcmalloc; do
+    if [ -n "${lib[$a]:-}" ]; then allocators+=",$a"; fi
+  done
+  allocators+=",spanalloc"
+fi
+IFS=, read -r -a alloc_list <<<"$allocators"
+use_spanalloc=0
+for a in "${alloc_list[@]}"; do
+  if [ -z "${lib[$a]+set}" ]; then
+    echo "bench.sh: unknown or unavailable allocator '$a' (available: ${!lib[*]})" >&2
+    exit 2
+  fi
+  if [ "$a" = spanalloc ]; then use_spanalloc=1; fi
+done
+
+# ---- build -------------------------------------------------------------------
+targets=(bench_workloads)
+if [ "$use_spanalloc" = 1 ]; then targets+=(spanalloc); fi
+if [ "$want_micro" = 1 ]; then
+  targets+=(bench_micro_malloc)
+  if [ "$use_spanalloc" = 1 ]; then targets+=(bench_micro_sa); fi
+fi
+echo "bench.sh: building ${targets[*]} (Release) in $BUILD/"
+mkdir -p "$BUILD"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_BUILD_TESTS=OFF >"$BUILD/configure.log" 2>&1 || {
+  cat "$BUILD/configure.log" >&2
+  echo "bench.sh: cmake configure failed (log above)" >&2
+  exit 1
+}
+cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}"
+if [ "$use_spanalloc" = 1 ] && [ ! -f "${lib[spanalloc]}" ]; then
+  echo "bench.sh: ${lib[spanalloc]} was not built" >&2
+  exit 1
+fi
+
+alloc_args=()
+for a in "${alloc_list[@]}"; do alloc_args+=(--alloc "$a=${lib[$a]}"); done
+mkdir -p "$RESULTS"
+status=0
+
+# ---- runs --------------------------------------------------------------------
+if [ "$want_workloads" = 1 ]; then
+  out="$RESULTS/latest.json"
+  if [ -n "$only" ]; then out="$RESULTS/only-$only.json"; fi
+  run_args=(workloads --bin "$BUILD/bin/bench" --out "$out" --set "$mode" "${alloc_args[@]}")
+  if [ -n "$only" ]; then run_args+=(--only "$only"); fi
+  if [ -n "$reps" ]; then run_args+=(--reps "$reps"); fi
+  echo "bench.sh: running the $mode set${only:+ (only $only)} under: ${alloc_list[*]}"
+  "$PY" tools/bench_run.py "${run_args[@]}" || status=$?
+  if [ "$status" -ge 2 ]; then exit "$status"; fi
+fi
+
+if [ "$want_micro" = 1 ]; then
+  micro_args=(micro --malloc-bin "$BUILD/bin/bench/bench_micro_malloc" --out "$RESULTS/micro.json"
+              --min-time 0.1 "${alloc_args[@]}")
+  if [ "$use_spanalloc" = 1 ]; then micro_args+=(--sa-bin "$BUILD/bin/bench/bench_micro_sa"); fi
+  if [ "$mode" != full ]; then micro_args+=(--filter '^pair'); fi
+  echo "bench.sh: microbenchmarks under: ${alloc_list[*]}"
+  "$PY" tools/bench_run.py "${micro_args[@]}" || status=1
+fi
+
+if [ "$want_instructions" = 1 ]; then
+  echo "bench.sh: instructions per malloc+free pair (callgrind) under: ${alloc_list[*]}"
+  "$PY" tools/bench_run.py instructions --loop-bin "$BUILD/bin/bench/fastpath_loop" \
+    --out "$RESULTS/instructions.json" "${alloc_args[@]}" || status=1
+  "$PY" - "$RESULTS/instructions.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+allocs = [a["name"] for a in d["allocators"]]
+sizes = sorted({r["bytes"] for r in d["rows"]})
+print("\nInstructions per malloc+free pair: callgrind, (Ir(N2)-Ir(N1))/(N2-N1) with N1=%d N2=%d,\n"
+      "not counting the loop program's own instructions (fastpath_loop's main)" % (d["n1"], d["n2"]))
+print("bytes  " + "  ".join(f"{a:>10}" for a in allocs))
+for s in sizes:
+    cells = []
+    for a in allocs:
+        v = next((r["instructions_per_pair"] for r in d["rows"] if r["alloc"] == a and r["bytes"] == s), None)
+        cells.append(f"{v:>10.1f}" if v is not None else f"{'FAIL':>10}")
+    print(f"{s:>5}  " + "  ".join(cells))
+EOF
+fi
+
+# ---- report ------------------------------------------------------------------
+if [ -n "$only" ]; then
+  "$PY" tools/bench_report.py "$RESULTS/only-$only.json"
+elif [ -f "$RESULTS/latest.json" ]; then
+  report_args=("$RESULTS/latest.json" --plots "$RESULTS" --docs "$DOCS"
+               --instructions "$RESULTS/instructions.json" --micro "$RESULTS/micro.json")
+  if [ "$want_workloads" = 1 ]; then
+    "$PY" tools/bench_report.py "${report_args[@]}"
+  else
+    "$PY" tools/bench_report.py "${report_args[@]}" >/dev/null
+    echo "bench.sh: regenerated $DOCS"
+  fi
+fi
+
+if [ "$status" != 0 ]; then
+  echo "bench.sh: SOME RUNS FAILED (see above and the \"failures\" list in the JSON)" >&2
+fi
+exit "$status"
