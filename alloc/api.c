@@ -271,6 +271,9 @@ static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
         return;
     }
     sa_mcache *mc = sa_tls_mcache;
+    /* Read before the free is published: once it is, the span may be
+     * emptied and recycled by another thread. */
+    unsigned spc = s->spanclass;
     SA_TRACK_FREE(p);
     if (sa_load_relaxed(&s->owner) == mc) {
         /* Our own span (the fast path is skipped in some builds). */
@@ -280,9 +283,9 @@ static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
         sa_free_remote(s, idx, call, p);
     }
     if (mc != &sa_mcache_empty && mc != &sa_mcache_dead)
-        SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
+        SA_COUNTER_INC(&mc->stats.nfree[spc]);
     else
-        sa_stats_add_global(&sa_global_stats.nfree[s->spanclass], 1);
+        sa_stats_add_global(&sa_global_stats.nfree[spc], 1);
 }
 
 static size_t usable_of(const sa_span *s)
@@ -475,6 +478,10 @@ SA_EXPORT size_t sa_malloc_usable_size(void *p)
     return usable_size_impl(p, "sa_malloc_usable_size");
 }
 
+#ifndef SA_OVERRIDE
+#define SA_OVERRIDE 1
+#endif
+#if SA_OVERRIDE
 /* ---- the process malloc -------------------------------------------------------
  * Every name a program or glibc itself may call, so pointers from two
  * allocators never mix. C++ operator new/delete in libstdc++ call malloc and
@@ -529,3 +536,4 @@ SA_EXPORT int __posix_memalign(void **memptr, size_t align, size_t size)
 {
     return sa_posix_memalign(memptr, align, size);
 }
+#endif /* SA_OVERRIDE */

@@ -20,6 +20,11 @@
 
 #define SA_EXPORT __attribute__((visibility("default")))
 
+#ifndef SA_OVERRIDE
+#define SA_OVERRIDE 1
+#endif
+#if SA_OVERRIDE
+
 SA_EXPORT int malloc_trim(size_t pad)
 {
     (void)pad;
@@ -84,3 +89,4 @@ SA_EXPORT int malloc_info(int options, FILE *fp)
             sa_version(), c.mallocs, c.frees, c.heap_sys, c.heap_inuse);
     return 0;
 }
+#endif /* SA_OVERRIDE */

@@ -433,6 +433,7 @@ typedef struct sa_options {
 } sa_options;
 extern SA_HIDDEN sa_options sa_opts;
 SA_HIDDEN void sa_options_init(void);
+SA_HIDDEN int sa_options_parse(const char *list);
 SA_HIDDEN int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen);
 
 /* ---- scavenger (scavenger.c) ------------------------------------------------ */

@@ -116,12 +116,12 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
     return -2;
 }
 
-void sa_options_init(void)
+/* Applies a SPANALLOC-style list ("k=v,k=v"); warns about each bad item.
+ * Returns the number of items rejected. */
+int sa_options_parse(const char *list)
 {
-    const char *env = getenv("SPANALLOC");
-    if (!env)
-        return;
-    const char *p = env;
+    int bad = 0;
+    const char *p = list;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -135,11 +135,20 @@ void sa_options_init(void)
                 warn("unknown option", p, klen);
             else if (r == -1)
                 warn("bad value for option", p, len);
+            bad += r != 0;
         }
         p += len;
         if (*p == ',')
             p++;
     }
+    return bad;
+}
+
+void sa_options_init(void)
+{
+    const char *env = getenv("SPANALLOC");
+    if (env)
+        sa_options_parse(env);
 }
 
 int sa_option_set(const char *key, const char *value)
