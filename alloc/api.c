@@ -123,7 +123,7 @@ static void count_large_resize(size_t oldbytes, size_t newbytes)
 }
 
 /* A small object of span class spc; *needzero tells whether it may be dirty. */
-static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
+static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero, void *ra)
 {
     sa_mcache *mc = sa_tls_mcache;
     if (mc == &sa_mcache_empty)
@@ -142,7 +142,7 @@ static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
         if (p)
             *needzero = s->needzero;
         else
-            p = sa_mcache_refill_alloc(mc, spc, needzero);
+            p = sa_mcache_refill_alloc(mc, spc, needzero, ra);
     }
     if (!p)
         return fail_nomem();
@@ -150,7 +150,7 @@ static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero)
 }
 
 /* A large block of at least size bytes aligned to align (0: page). */
-static SA_NOINLINE void *alloc_large(size_t size, size_t align, bool zero)
+static SA_NOINLINE void *alloc_large(size_t size, size_t align, bool zero, void *ra)
 {
     sa_ensure_init();
     size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
@@ -162,22 +162,39 @@ static SA_NOINLINE void *alloc_large(size_t size, size_t align, bool zero)
     void *p = (void *)s->base;
     sa_scavenger_after_alloc();
     count_large(true, npages << SA_PAGE_SHIFT);
+    sa_mcache *mc = sa_tls_mcache;
+    if (mc != &sa_mcache_empty && mc != &sa_mcache_dead && sa_prof_sample_large(mc, size))
+        s->prof = sa_prof_record_alloc(mc, size, ra);
     SA_TRACK_MALLOC(p, npages << SA_PAGE_SHIFT, zero || s->largezero);
     if (zero && !s->largezero)
         memset(p, 0, size);
     return p;
 }
 
+/* A sampled small object (prof.c): a span of its own, so that its free
+ * reaches the slow path and is recorded. */
+void *sa_alloc_sampled(sa_mcache *mc, size_t size, void *ra, int *needzero)
+{
+    size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+    sa_span *s = sa_mheap_alloc_large(npages, 0);
+    if (!s)
+        return NULL;
+    count_large(true, npages << SA_PAGE_SHIFT);
+    s->prof = sa_prof_record_alloc(mc, size, ra);
+    *needzero = !s->largezero;
+    return (void *)s->base;
+}
+
 /* malloc for everything the fast path did not serve. */
-static SA_NOINLINE void *malloc_slow(size_t size, bool zero)
+static SA_NOINLINE void *malloc_slow(size_t size, bool zero, void *ra)
 {
     if (SA_UNLIKELY(size > PTRDIFF_MAX))
         return fail_nomem();
     if (size > SA_MAX_SMALL_SIZE)
-        return alloc_large(size, 0, zero);
+        return alloc_large(size, 0, zero, ra);
     unsigned spc = sa_size_to_class(size);
     int needzero = 1;
-    void *p = alloc_small_slow(spc, &needzero);
+    void *p = alloc_small_slow(spc, &needzero, ra);
     if (p) {
         SA_TRACK_MALLOC(p, sa_class_to_size[spc], zero || !needzero);
         if (zero && needzero)
@@ -186,7 +203,8 @@ static SA_NOINLINE void *malloc_slow(size_t size, bool zero)
     return p;
 }
 
-SA_INLINE void *malloc_impl(size_t size)
+/* malloc; ra is the program's call site, for the heap profile. */
+SA_INLINE void *malloc_ra(size_t size, void *ra)
 {
     if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) {
         sa_span *s = sa_tls_mcache->alloc[sa_size_to_class16[(size + 15) >> 4]];
@@ -197,8 +215,12 @@ SA_INLINE void *malloc_impl(size_t size)
             return p;
         }
     }
-    return malloc_slow(size, false);
+    return malloc_slow(size, false, ra);
 }
+
+/* Inlined into an exported function: the return address is the program's. */
+#define SA_RA __builtin_return_address(0)
+#define malloc_impl(size) malloc_ra((size), SA_RA)
 
 SA_INLINE void *calloc_impl(size_t n, size_t size)
 {
@@ -215,7 +237,7 @@ SA_INLINE void *calloc_impl(size_t n, size_t size)
             return p;
         }
     }
-    return malloc_slow(total, true);
+    return malloc_slow(total, true, SA_RA);
 }
 
 /* Describes why p, which the page map does not know, is not ours. */
@@ -255,6 +277,8 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
 static void free_large(sa_span *s)
 {
     size_t bytes = s->npages << SA_PAGE_SHIFT;
+    if (s->prof)
+        sa_prof_record_free(s->prof);
     SA_TRACK_FREE((void *)s->base);
     count_large(false, bytes);
     sa_mheap_free_span(s);
@@ -293,10 +317,10 @@ static size_t usable_of(const sa_span *s)
     return s->spanclass == 0 ? s->npages << SA_PAGE_SHIFT : s->elemsize;
 }
 
-static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call)
+static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call, void *ra)
 {
     if (p == NULL)
-        return malloc_impl(size);
+        return malloc_ra(size, ra);
     if (size == 0) {
         free_impl(p, call);
         return NULL;
@@ -326,7 +350,7 @@ static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call)
             return p;
         }
     }
-    void *q = malloc_impl(size);
+    void *q = malloc_ra(size, ra);
     if (!q)
         return NULL;
     memcpy(q, p, usable < size ? usable : size);
@@ -336,7 +360,7 @@ static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call)
 
 SA_INLINE void *realloc_impl(void *p, size_t size, const char *call)
 {
-    return realloc_slow(p, size, call);
+    return realloc_slow(p, size, call, SA_RA);
 }
 
 static inline bool is_pow2(size_t x)
@@ -345,10 +369,10 @@ static inline bool is_pow2(size_t x)
 }
 
 /* align: a power of two. */
-static SA_NOINLINE void *aligned_impl(size_t align, size_t size)
+static SA_NOINLINE void *aligned_impl(size_t align, size_t size, void *ra)
 {
     if (align <= SA_MIN_ALIGN)
-        return malloc_impl(size);
+        return malloc_ra(size, ra);
     if (SA_UNLIKELY(size > PTRDIFF_MAX || size + align < size || size + align > PTRDIFF_MAX))
         return fail_nomem();
     if (size <= SA_MAX_SMALL_SIZE && align <= SA_PAGE_SIZE) {
@@ -357,14 +381,14 @@ static SA_NOINLINE void *aligned_impl(size_t align, size_t size)
         for (unsigned sc = sa_size_to_class(size); sc < SA_NUM_SIZE_CLASSES; sc++) {
             if (sa_class_to_size[sc] % align == 0) {
                 int needzero;
-                void *p = alloc_small_slow(sc, &needzero);
+                void *p = alloc_small_slow(sc, &needzero, ra);
                 if (p)
                     SA_TRACK_MALLOC(p, sa_class_to_size[sc], !needzero);
                 return p;
             }
         }
     }
-    return alloc_large(size, align, false);
+    return alloc_large(size, align, false, ra);
 }
 
 SA_INLINE size_t usable_size_impl(void *p, const char *call)
@@ -423,7 +447,7 @@ SA_EXPORT int sa_posix_memalign(void **memptr, size_t align, size_t size)
     if (!is_pow2(align) || align % sizeof(void *) != 0)
         return EINVAL;
     int saved = errno;
-    void *p = aligned_impl(align, size);
+    void *p = aligned_impl(align, size, SA_RA);
     if (!p) {
         errno = saved;
         return ENOMEM;
@@ -438,7 +462,7 @@ SA_EXPORT void *sa_aligned_alloc(size_t align, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return aligned_impl(align, size);
+    return aligned_impl(align, size, SA_RA);
 }
 
 SA_EXPORT void *sa_memalign(size_t align, size_t size)
@@ -454,12 +478,12 @@ SA_EXPORT void *sa_memalign(size_t align, size_t size)
             a <<= 1;
         align = a;
     }
-    return aligned_impl(align, size);
+    return aligned_impl(align, size, SA_RA);
 }
 
 SA_EXPORT void *sa_valloc(size_t size)
 {
-    return aligned_impl(sa_os_page_size(), size);
+    return aligned_impl(sa_os_page_size(), size, SA_RA);
 }
 
 SA_EXPORT void *sa_pvalloc(size_t size)
@@ -470,7 +494,7 @@ SA_EXPORT void *sa_pvalloc(size_t size)
     size_t rounded = (size + pg - 1) & ~(pg - 1);
     if (rounded == 0)
         rounded = pg;
-    return aligned_impl(pg, rounded);
+    return aligned_impl(pg, rounded, SA_RA);
 }
 
 SA_EXPORT size_t sa_malloc_usable_size(void *p)

@@ -36,10 +36,12 @@ static void fork_prepare(void)
     sa_mcache_fork_prepare();
     sa_mcentral_fork_prepare();
     sa_mheap_fork_prepare();
+    sa_prof_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    sa_prof_fork_parent();
     sa_mheap_fork_parent();
     sa_mcentral_fork_parent();
     sa_mcache_fork_parent();
@@ -47,6 +49,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    sa_prof_fork_child();
     sa_mheap_fork_child();
     sa_mcentral_fork_child();
     sa_mcache_fork_child();

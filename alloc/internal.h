@@ -12,7 +12,8 @@
  *   mheap     the page heap: arenas, page allocator, span structs; one lock.
  *
  * Lock order (outermost first), also the order the fork handler takes them:
- *   mcache list lock  ->  mcentral locks by span class  ->  mheap lock.
+ *   mcache list lock  ->  mcentral locks by span class  ->  mheap lock
+ *   -> profiler lock.
  * No code path holds an mcentral lock while taking another mcentral's lock.
  */
 #ifndef SA_INTERNAL_H
@@ -173,6 +174,7 @@ struct sa_span {
      * before the words are read: lets merges skip the words when nothing
      * arrived. Stale 1s are harmless. */
     uint8_t hasRemote;
+    struct sa_prof_bucket *prof; /* large span holding a sampled object */
     sa_span *pendingNext; /* pending stack link (written by the CAS winner) */
     uint64_t *gcmarkBits; /* the collector's mark bits (issue 6), else NULL */
 };
@@ -259,6 +261,14 @@ struct sa_mcache {
     sa_threadstats stats;
     sa_mcache *next, *prev; /* list of live mcaches (mcache list lock) */
     bool dead;              /* the sentinel used after thread exit */
+    /* Heap profiling (prof.c), owner only: bytes left until the next sample
+     * per malloc size class, the part of a window set aside past a sample
+     * point, the countdown for large blocks. */
+    bool in_prof;
+    uint64_t prof_epoch, prof_rng;
+    uint64_t sample_left[SA_NUM_SIZE_CLASSES];
+    uint64_t hidden[SA_NUM_SIZE_CLASSES];
+    uint64_t large_sample_left;
 };
 
 /* The thread's mcache: one initial-exec TLS slot; starts at sa_mcache_empty. */
@@ -268,7 +278,7 @@ extern SA_HIDDEN sa_mcache sa_mcache_dead;  /* after its cache was flushed */
 extern SA_HIDDEN sa_span sa_emptyspan;      /* allocCache 0: always misses */
 
 SA_HIDDEN sa_mcache *sa_mcache_for_thread(void);
-SA_HIDDEN void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero);
+SA_HIDDEN void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *ra);
 SA_HIDDEN void sa_mcache_release_all(sa_mcache *mc);
 SA_HIDDEN void sa_mcache_fork_prepare(void);
 SA_HIDDEN void sa_mcache_fork_parent(void);
@@ -430,6 +440,7 @@ typedef struct sa_options {
     int scavtrace;       /* one line per scavenger cycle */
     int scavenge_retain; /* percent of in-use pages kept on top (default 10) */
     size_t memory_limit; /* soft limit in bytes, 0 = none */
+    char prof_dump_path[256]; /* write the heap profile here at exit */
 } sa_options;
 extern SA_HIDDEN sa_options sa_opts;
 SA_HIDDEN void sa_options_init(void);
@@ -458,6 +469,36 @@ SA_HIDDEN void sa_scavenger_after_free(size_t npages);
 SA_HIDDEN void sa_scavenger_fork_child(void);
 SA_HIDDEN void sa_scavenger_init_options(void);
 SA_HIDDEN void sa_mcentral_reclaim_all(void);
+
+/* ---- heap profiling (prof.c) ------------------------------------------------- */
+
+#define SA_PROF_MAX_DEPTH 32
+
+typedef struct sa_prof_bucket {
+    struct sa_prof_bucket *next; /* hash chain */
+    uint64_t hash;
+    size_t size;
+    int depth;
+    void *stack[SA_PROF_MAX_DEPTH];
+    uint64_t allocs, alloc_bytes, frees, free_bytes;
+} sa_prof_bucket;
+
+extern SA_HIDDEN size_t sa_prof_rate;
+SA_HIDDEN void sa_prof_set_rate(size_t rate);
+SA_HIDDEN bool sa_prof_active(sa_mcache *mc);
+SA_HIDDEN void sa_prof_consume(sa_mcache *mc, unsigned spc, uint64_t nobjs, uint32_t elemsize);
+SA_HIDDEN void sa_prof_mask_window(sa_mcache *mc, sa_span *s, unsigned spc);
+SA_HIDDEN void sa_prof_restore_window(sa_mcache *mc, sa_span *s, unsigned spc);
+SA_HIDDEN void sa_prof_reset_class(sa_mcache *mc, unsigned spc);
+SA_HIDDEN bool sa_prof_sample_large(sa_mcache *mc, size_t size);
+SA_HIDDEN sa_prof_bucket *sa_prof_record_alloc(sa_mcache *mc, size_t size, void *ra);
+SA_HIDDEN void sa_prof_record_free(sa_prof_bucket *b);
+SA_HIDDEN void sa_prof_dump_at_exit(void);
+SA_HIDDEN void sa_prof_fork_prepare(void);
+SA_HIDDEN void sa_prof_fork_parent(void);
+SA_HIDDEN void sa_prof_fork_child(void);
+/* A sampled small object: served from a span of its own (api.c). */
+SA_HIDDEN void *sa_alloc_sampled(sa_mcache *mc, size_t size, void *ra, int *needzero);
 
 /* Counters of threads that exited and of allocations made without an mcache
  * (atomics). */

@@ -90,13 +90,16 @@ sa_mcache *sa_mcache_for_thread(void)
     return mc;
 }
 
-/* Counts the objects handed out from s's current window and retires it. */
-static void retire_window(sa_mcache *mc, sa_span *s)
+/* Counts the objects handed out from s's current window and retires it.
+ * Returns how many. */
+static uint32_t retire_window(sa_mcache *mc, sa_span *s)
 {
     uint32_t left = (uint32_t)sa_popcount64(s->allocCache);
-    stat_add(&mc->stats.nmalloc[s->spanclass], s->windowFree - left);
+    uint32_t handed = s->windowFree - left;
+    stat_add(&mc->stats.nmalloc[s->spanclass], handed);
     s->windowFree = 0;
     s->allocCache = 0;
+    return handed;
 }
 
 static inline void *take_from_window(sa_span *s)
@@ -110,14 +113,36 @@ static inline void *take_from_window(sa_span *s)
     return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 
+/* The sampled allocation at a sample point (prof.c): the window was cut
+ * just before it; put the rest back, start a new countdown, and serve this
+ * allocation from a span of its own. */
+static void *sample_point(sa_mcache *mc, sa_span *s, unsigned spc, int *needzero, void *ra)
+{
+    sa_prof_restore_window(mc, s, spc);
+    sa_prof_reset_class(mc, spc);
+    void *p = sa_alloc_sampled(mc, s->elemsize, ra, needzero);
+    if (p)
+        return p;
+    /* No memory for the sample: serve it like any other object. */
+    mc->sample_left[spc] = UINT64_MAX;
+    return sa_mcache_refill_alloc(mc, spc, needzero, ra);
+}
+
 /* The fast path missed: s's window is empty. Next window of the same span;
- * else fold remote frees and rescan it; else trade it for another span. */
-void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero)
+ * else fold remote frees and rescan it; else trade it for another span.
+ * ra is the program's call site (for heap profiling). */
+void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *ra)
 {
     sa_span *s = mc->alloc[spc];
+    bool prof = spc < SA_NUM_SIZE_CLASSES && sa_prof_active(mc);
     if (s != &sa_emptyspan) {
         unsigned nextword = (s->freeindex + 63u) >> 6;
-        retire_window(mc, s);
+        uint32_t handed = retire_window(mc, s);
+        if (prof) {
+            sa_prof_consume(mc, spc, handed, s->elemsize);
+            if (mc->hidden[spc])
+                return sample_point(mc, s, spc, needzero, ra);
+        }
         if (sa_span_load_window(s, nextword))
             goto have;
         sa_span_merge_remote(s, "free");
@@ -137,6 +162,11 @@ void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero)
      * allocates (pthread_create) and may come back here. */
     sa_scavenger_after_alloc();
 have:
+    if (prof) {
+        sa_prof_mask_window(mc, s, spc);
+        if (s->allocCache == 0)
+            return sample_point(mc, s, spc, needzero, ra);
+    }
     *needzero = s->needzero;
     return take_from_window(s);
 }
@@ -148,6 +178,8 @@ static void release_spans(sa_mcache *mc)
         sa_span *s = mc->alloc[spc];
         if (s == &sa_emptyspan)
             continue;
+        if (spc < SA_NUM_SIZE_CLASSES)
+            mc->hidden[spc] = 0; /* set-aside slots are free in allocBits */
         retire_window(mc, s);
         sa_mcentral_uncache_span(&sa_central[spc], s);
         mc->alloc[spc] = &sa_emptyspan;

@@ -13,6 +13,10 @@
  *   scavenge_retain=N   free pages kept on top of the pages in use, in
  *                       percent of them (0..1000, default 10)
  *   memory_limit=SIZE   soft limit (bytes; K, M, G suffixes; 0 = none)
+ *   prof_rate=SIZE      heap profiling: one sample per SIZE bytes allocated
+ *                       on average (Go's MemProfileRate; 0 = off, default)
+ *   prof_dump_at_exit=PATH  write the heap profile to PATH at exit (%p in
+ *                       PATH becomes the process id)
  * They tune the build-time scavenger policy; they do not replace it.
  */
 #include <errno.h>
@@ -113,6 +117,20 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
         return parse_percent(val, vlen, &sa_opts.scavenge_retain);
     if (key_is(key, klen, "memory_limit"))
         return parse_size(val, vlen, &sa_opts.memory_limit);
+    if (key_is(key, klen, "prof_rate")) {
+        size_t rate;
+        if (parse_size(val, vlen, &rate) != 0)
+            return -1;
+        sa_prof_set_rate(rate);
+        return 0;
+    }
+    if (key_is(key, klen, "prof_dump_at_exit")) {
+        if (vlen == 0 || vlen >= sizeof sa_opts.prof_dump_path)
+            return -1;
+        memcpy(sa_opts.prof_dump_path, val, vlen);
+        sa_opts.prof_dump_path[vlen] = '\0';
+        return 0;
+    }
     return -2;
 }
 

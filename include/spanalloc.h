@@ -158,6 +158,14 @@ SA_API void sa_read_memstats(sa_memstats *out);
  * JSON. The same report SPANALLOC=stats=1 prints at exit. */
 SA_API void sa_stats_print(FILE *fp, const char *opts);
 
+/* ---- heap profiling ------------------------------------------------------- */
+
+/* Writes the sampled heap profile (SPANALLOC=prof_rate=524288 turns
+ * sampling on, like Go's MemProfileRate; sa_option_set("prof_rate", ...)
+ * too) to path in the gperftools heap-profile format: view it with
+ * `google-pprof --text PROGRAM path`. Returns 0, or -1 with errno set. */
+SA_API int sa_heap_profile_write(const char *path);
+
 /* Sets a runtime option as the SPANALLOC variable would ("stats", "1").
  * Returns 0, or -1 (errno EINVAL) for an unknown key or a bad value. */
 SA_API int sa_option_set(const char *key, const char *value);

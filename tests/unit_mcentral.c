@@ -19,7 +19,7 @@ static void *announced(void *p)
     return p;
 }
 #define sa_mcentral_alloc_one(c, nz) announced(sa_mcentral_alloc_one((c), (nz)))
-#define sa_mcache_refill_alloc(mc, spc, nz) announced(sa_mcache_refill_alloc((mc), (spc), (nz)))
+#define sa_mcache_refill_alloc(mc, spc, nz) announced(sa_mcache_refill_alloc((mc), (spc), (nz), NULL))
 
 static unsigned test_class(unsigned sc)
 {
