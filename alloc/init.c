@@ -15,8 +15,8 @@
  * reaches the program before the fork handlers are registered.
  *
  * Fork: prepare takes every allocator lock in the fixed order of
- * internal.h (mcache list, mcentrals by span class, mheap); the parent
- * releases them; the child re-initialises them and returns the orphaned
+ * internal.h (mcache list, mcentrals by span class, mheap, profiler:
+ * sa_lock_all, which sa_heap_check uses too); the parent releases them; the child re-initialises them and returns the orphaned
  * caches of the threads that did not survive the fork (mcache.c).
  */
 #define _GNU_SOURCE
@@ -31,7 +31,7 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_state; /* atomic */
 static pthread_t init_owner;
 
-static void fork_prepare(void)
+void sa_lock_all(void)
 {
     sa_mcache_fork_prepare();
     sa_mcentral_fork_prepare();
@@ -39,7 +39,7 @@ static void fork_prepare(void)
     sa_prof_fork_prepare();
 }
 
-static void fork_parent(void)
+void sa_unlock_all(void)
 {
     sa_prof_fork_parent();
     sa_mheap_fork_parent();
@@ -83,7 +83,7 @@ void sa_ensure_init(void)
         sa_scavenger_init_options();
         if (pthread_key_create(&sa_thread_key, sa_thread_exit) != 0)
             sa_report_fatal("cannot create the thread-exit key");
-        if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)
+        if (pthread_atfork(sa_lock_all, sa_unlock_all, fork_child) != 0)
             sa_report_fatal("cannot register the fork handlers");
         sa_store_release(&init_state, INIT_DONE);
     }

@@ -163,6 +163,7 @@ struct sa_span {
     uint8_t largezero;    /* large span: pages came back zeroed */
     uint32_t windowFree;  /* owner: free slots in allocCache when loaded */
     uint32_t allocCount;  /* objects allocated, kept while state == CENTRAL */
+    uint32_t checkmark;   /* sa_heap_check: epoch of the last visit */
     sa_span *next, *prev; /* mcentral list links / mheap struct free list */
 
     /* Second cache line: the bitmap the owner owns. */
@@ -469,6 +470,20 @@ SA_HIDDEN void sa_scavenger_after_free(size_t npages);
 SA_HIDDEN void sa_scavenger_fork_child(void);
 SA_HIDDEN void sa_scavenger_init_options(void);
 SA_HIDDEN void sa_mcentral_reclaim_all(void);
+
+/* ---- heap check (check.c and each tier's walker) ---------------------------- */
+
+/* Reports a broken invariant (one line, naming the span) and aborts. */
+SA_HIDDEN void sa_check_fail(const char *what, const sa_span *s) __attribute__((noreturn, cold));
+/* Marks s visited in this check; a second visit is a span in two places. */
+SA_HIDDEN void sa_check_visit(const sa_span *s, uint32_t epoch, const char *where);
+SA_HIDDEN void sa_check_span_bits(const sa_span *s);
+/* Walkers; every allocator lock is held by the caller. */
+SA_HIDDEN void sa_mcache_check(uint32_t epoch, uint64_t *cached_per_class);
+SA_HIDDEN void sa_mcentral_check(uint32_t epoch, const uint64_t *cached_per_class);
+SA_HIDDEN void sa_mheap_check(uint32_t epoch);
+SA_HIDDEN void sa_lock_all(void);
+SA_HIDDEN void sa_unlock_all(void);
 
 /* ---- heap profiling (prof.c) ------------------------------------------------- */
 

@@ -253,6 +253,27 @@ void sa_mcache_fold_stats(sa_threadstats *out)
     pthread_mutex_unlock(&mcache_list_lock);
 }
 
+/* Heap check: every cached span is CACHED, owned by its mcache, of the
+ * class it is cached for, and cached once. */
+void sa_mcache_check(uint32_t epoch, uint64_t *cached_per_class)
+{
+    for (sa_mcache *mc = mcache_list; mc; mc = mc->next)
+        for (unsigned spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
+            sa_span *s = mc->alloc[spc];
+            if (s == &sa_emptyspan)
+                continue;
+            sa_check_visit(s, epoch, "mcache");
+            if (s->state != SA_SPAN_CACHED || s->owner != mc)
+                sa_check_fail("span in an mcache is not CACHED by it", s);
+            if (s->spanclass != spc)
+                sa_check_fail("span cached under another span class", s);
+            if (s->list != SA_LIST_NONE)
+                sa_check_fail("cached span still on an mcentral list", s);
+            sa_check_span_bits(s);
+            cached_per_class[spc]++;
+        }
+}
+
 void sa_mcache_pool_stats(size_t *inuse, size_t *sys)
 {
     pthread_mutex_lock(&mcache_list_lock);

@@ -285,6 +285,41 @@ void sa_mcentral_reclaim_all(void)
     }
 }
 
+/* Heap check: every listed span is CENTRAL, of this class, on the list its
+ * occupancy says, with an exact allocCount; the class's span count adds up
+ * with the spans mcaches hold. */
+void sa_mcentral_check(uint32_t epoch, const uint64_t *cached_per_class)
+{
+    for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        sa_mcentral *c = &sa_central[i];
+        uint64_t n = 0;
+        uint8_t lists[] = {SA_LIST_PARTIAL, SA_LIST_FEW, SA_LIST_FULL};
+        for (unsigned l = 0; l < 3; l++) {
+            sa_span *prev = NULL;
+            for (sa_span *s = *list_head(c, lists[l]); s; prev = s, s = s->next) {
+                sa_check_visit(s, epoch, "mcentral");
+                if (s->prev != prev)
+                    sa_check_fail("mcentral list links broken", s);
+                if (s->state != SA_SPAN_CENTRAL || s->spanclass != i || s->list != lists[l])
+                    sa_check_fail("span on an mcentral list in the wrong state or class", s);
+                unsigned cnt = sa_span_count_alloc(s);
+                if (cnt != s->allocCount)
+                    sa_check_fail("mcentral span allocCount differs from its bitmap", s);
+                unsigned nfree = s->nelems - cnt;
+                bool ok = lists[l] == SA_LIST_FULL      ? nfree == 0
+                          : lists[l] == SA_LIST_PARTIAL ? nfree * 4 >= s->nelems
+                                                        : nfree > 0 && nfree * 4 < s->nelems;
+                if (!ok || cnt == 0)
+                    sa_check_fail("span on the wrong mcentral list for its occupancy", s);
+                sa_check_span_bits(s);
+                n++;
+            }
+        }
+        if (n + cached_per_class[i] != c->nspans)
+            sa_check_fail("mcentral span count differs from its lists and caches", NULL);
+    }
+}
+
 /* ---- fork ------------------------------------------------------------------ */
 
 void sa_mcentral_fork_prepare(void)

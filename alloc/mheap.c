@@ -351,3 +351,58 @@ void sa_mheap_fork_child(void)
         scav_inflight_pages = 0;
     }
 }
+
+/* Heap check: the page map, the page allocator's bitmaps, summaries and
+ * counters agree, and every in-use small span was reached through an
+ * mcentral list or an mcache (visited in this epoch). */
+void sa_mheap_check(uint32_t epoch)
+{
+    size_t inuse = 0, released = 0, free_backed = 0;
+    for (size_t i = 0; i < pages.narenas; i++) {
+        sa_heaparena *a = pages.arenas[i];
+        if (i > 0 && pages.arenas[i - 1]->base >= a->base)
+            sa_check_fail("arenas out of address order", NULL);
+        if (sa_arena_index[a->base >> SA_ARENA_SHIFT] != a)
+            sa_check_fail("arena index does not point at its arena", NULL);
+        for (size_t pg = 0; pg < SA_PAGES_PER_ARENA; pg++) {
+            uintptr_t addr = a->base + (pg << SA_PAGE_SHIFT);
+            bool used = a->inuse[pg / 64] >> (pg % 64) & 1;
+            bool rel = a->released[pg / 64] >> (pg % 64) & 1;
+            sa_span *s = a->spans[pg];
+            bool scav = scav_inflight_pages && addr >= scav_inflight &&
+                        addr < scav_inflight + (scav_inflight_pages << SA_PAGE_SHIFT);
+            if (s) {
+                if (!used)
+                    sa_check_fail("page of a span is free in the page bitmap", s);
+                if (addr < s->base || addr >= s->base + (s->npages << SA_PAGE_SHIFT))
+                    sa_check_fail("page map entry outside its span", s);
+                if (s->state == SA_SPAN_FREE)
+                    sa_check_fail("page maps to a freed span struct", s);
+                if (addr == s->base) {
+                    inuse += s->npages;
+                    if (s->spanclass != 0 && s->checkmark != epoch)
+                        sa_check_fail("small span in no mcentral list and no mcache", s);
+                    if (s->spanclass == 0 && s->state != SA_SPAN_LARGE)
+                        sa_check_fail("large span not in state LARGE", s);
+                }
+            } else if (used && !scav) {
+                sa_check_fail("in-use page maps to no span", NULL);
+            }
+            if (rel && used)
+                sa_check_fail("released page is in use", s);
+            if (!used)
+                rel ? released++ : free_backed++;
+        }
+        for (size_t c = 0; c < SA_CHUNKS_PER_ARENA; c++) {
+            sa_pallocsum sum;
+            sa_pallocsum_compute(&a->inuse[c * SA_CHUNK_WORDS], SA_CHUNK_PAGES, &sum);
+            if (sum.start != a->chunksum[c].start || sum.max != a->chunksum[c].max ||
+                sum.end != a->chunksum[c].end)
+                sa_check_fail("page allocator chunk summary differs from its bitmap", NULL);
+        }
+    }
+    if (inuse != pages.pages_inuse)
+        sa_check_fail("pages in spans differ from the page allocator's count", NULL);
+    if (released != pages.pages_released || free_backed != pages.pages_free_backed)
+        sa_check_fail("released/retained page counts differ from the bitmaps", NULL);
+}

@@ -170,6 +170,14 @@ SA_API int sa_heap_profile_write(const char *path);
  * Returns 0, or -1 (errno EINVAL) for an unknown key or a bad value. */
 SA_API int sa_option_set(const char *key, const char *value);
 
+/* Walks every span, mcentral and mcache and checks the allocator's
+ * invariants (bitmap counts against the counters, page map against spans,
+ * no span in two places, page-allocator summaries against bitmaps). On a
+ * violation prints one line naming the span and aborts; returns 0
+ * otherwise. Takes every allocator lock: call it while the other threads
+ * are not allocating or freeing. */
+SA_API int sa_heap_check(void);
+
 /* Returns the library version as "major.minor.patch". */
 SA_API const char *sa_version(void);
 

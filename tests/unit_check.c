@@ -1,0 +1,90 @@
+/* sa_heap_check: passes on a heap in any state the allocator produces, and
+ * catches each kind of corruption it promises to catch. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static void *churn(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    static void *slots[4][4096];
+    void **mine = slots[(uintptr_t)arg % 4];
+    for (int i = 0; i < 200000; i++) {
+        int k = rand_r(&seed) % 4096;
+        sa_free(mine[k]);
+        size_t n = rand_r(&seed) % 8 == 0 ? (size_t)(rand_r(&seed) % 100000) : (size_t)(rand_r(&seed) % 700);
+        mine[k] = sa_malloc(n);
+    }
+    return NULL;
+}
+
+Test(check, passes_after_threads_churn_and_exit)
+{
+    cr_assert_eq(sa_heap_check(), 0);
+    for (int round = 0; round < 3; round++) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++)
+            pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 4 * round));
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+        cr_assert_eq(sa_heap_check(), 0);
+        sa_scavenge(0);
+        cr_assert_eq(sa_heap_check(), 0);
+    }
+}
+
+/* A full span parked in its mcentral (no mcache holds it). */
+static sa_span *central_span(void **objs, unsigned *n)
+{
+    unsigned sc = sa_size_to_class(2048);
+    sa_mcentral *c = &sa_central[SA_SPANCLASS_MANAGED | sc];
+    int nz;
+    *n = sa_class_to_nelems[sc];
+    for (unsigned i = 0; i < *n; i++)
+        objs[i] = sa_mcentral_alloc_one(c, &nz);
+    return sa_span_of((uintptr_t)objs[0]);
+}
+
+Test(check, catches_a_bitmap_that_disagrees_with_its_count, .signal = SIGABRT)
+{
+    void *objs[16];
+    unsigned n;
+    sa_span *s = central_span(objs, &n);
+    cr_assert_eq(sa_heap_check(), 0);
+    s->allocBits[0] &= ~(uint64_t)1; /* a lost block */
+    sa_heap_check();
+}
+
+Test(check, catches_a_span_on_two_lists, .signal = SIGABRT)
+{
+    void *objs[16];
+    unsigned n;
+    sa_span *s = central_span(objs, &n);
+    sa_mcentral *c = &sa_central[s->spanclass];
+    /* splice it onto the partial list as well (it stays on the full list) */
+    c->partial = s;
+    sa_heap_check();
+}
+
+Test(check, catches_a_page_map_entry_without_a_span, .signal = SIGABRT)
+{
+    void *p = sa_malloc(100000);
+    sa_heaparena *a = sa_mheap_arena_of((uintptr_t)p);
+    size_t pg = ((uintptr_t)p - a->base) >> SA_PAGE_SHIFT;
+    a->spans[pg + 1] = NULL; /* the second page of the block forgets it */
+    sa_heap_check();
+}
+
+Test(check, catches_a_remote_free_of_a_free_slot, .signal = SIGABRT)
+{
+    void *objs[16];
+    unsigned n;
+    sa_span *s = central_span(objs, &n);
+    s->allocBits[0] &= ~(uint64_t)2;
+    s->allocCount--;
+    s->remoteFree[0] |= 2; /* freed twice: once folded, once pending */
+    sa_heap_check();
+}
