@@ -417,6 +417,167 @@ SA_INLINE void free_sized_impl(void *p, size_t size, size_t align, const char *c
     free_impl(p, call);
 }
 
+/* ---- debug checks (SPANALLOC_DEBUG) -------------------------------------------
+ * Every block gets a 16-byte trailer inside its usable size: canary bytes
+ * right after the requested size and, in the last 8 bytes, the requested
+ * size keyed with the block's address. free checks both (heap overflow) and
+ * fills a small block with SA_DBG_FREED; handing a small slot out again
+ * checks it still holds only that pattern (or zeros, for memory never used:
+ * dirty spans are filled with the pattern when created), so a write after
+ * free is reported. Reports are the usual one line, then abort. */
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+#if SA_DEBUG
+#define SA_DBG_EXTRA 16
+#define SA_DBG_CANARY 0xca
+#define SA_DBG_KEY 0x5a17a11c0ffee5e1ull
+
+static size_t dbg_block_usable(void *p)
+{
+    return usable_of(sa_span_of((uintptr_t)p));
+}
+
+/* Bytes of a slot handed out again: all zero or all the freed pattern. */
+static void dbg_check_fresh(void *p, const char *call)
+{
+    sa_span *s = sa_span_of((uintptr_t)p);
+    if (!s || s->spanclass == 0)
+        return;
+    const unsigned char *b = p;
+    unsigned char first = b[0];
+    if (first != 0 && first != SA_DBG_FREED)
+        sa_report_invalid(call, p, "write after free: a freed block was modified");
+    for (size_t i = 1; i < s->elemsize; i++)
+        if (b[i] != first)
+            sa_report_invalid(call, (void *)(b + i), "write after free: a freed block was modified");
+}
+
+static void *dbg_mark(void *p, size_t size)
+{
+    if (!p)
+        return NULL;
+    size_t u = dbg_block_usable(p);
+    memset((char *)p + size, SA_DBG_CANARY, u - 8 - size);
+    uint64_t t = (uint64_t)size ^ SA_DBG_KEY ^ (uint64_t)(uintptr_t)p;
+    memcpy((char *)p + u - 8, &t, 8);
+    return p;
+}
+
+/* The requested size of p, after checking its trailer. */
+static size_t dbg_size(void *p, const char *call)
+{
+    size_t u = dbg_block_usable(p);
+    uint64_t t;
+    memcpy(&t, (char *)p + u - 8, 8);
+    uint64_t size = t ^ SA_DBG_KEY ^ (uint64_t)(uintptr_t)p;
+    if (size + SA_DBG_EXTRA > u)
+        sa_report_invalid(call, p, "heap overflow: the block's trailer was overwritten");
+    const unsigned char *c = (const unsigned char *)p + size;
+    for (size_t i = 0; i < u - 8 - size; i++)
+        if (c[i] != SA_DBG_CANARY)
+            sa_report_invalid(call, p, "heap overflow: bytes written past the requested size");
+    return (size_t)size;
+}
+
+static void *dbg_malloc(size_t size, void *ra)
+{
+    if (size > PTRDIFF_MAX - SA_DBG_EXTRA)
+        return fail_nomem();
+    void *p = malloc_ra(size + SA_DBG_EXTRA, ra);
+    if (p)
+        dbg_check_fresh(p, "malloc");
+    return dbg_mark(p, size);
+}
+
+static void *dbg_calloc(size_t n, size_t size, void *ra)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return fail_nomem();
+    void *p = dbg_malloc(total, ra);
+    if (p)
+        memset(p, 0, total);
+    return p;
+}
+
+static void dbg_free(void *p, const char *call)
+{
+    if (!p)
+        return;
+    uint32_t idx;
+    sa_span *s = checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    dbg_size(p, call);
+    if (s->spanclass != 0)
+        memset(p, SA_DBG_FREED, s->elemsize);
+    free_impl(p, call);
+}
+
+static void *dbg_realloc(void *p, size_t size, const char *call, void *ra)
+{
+    if (!p)
+        return dbg_malloc(size, ra);
+    if (size == 0) {
+        dbg_free(p, call);
+        return NULL;
+    }
+    uint32_t idx;
+    checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    size_t old = dbg_size(p, call);
+    void *q = dbg_malloc(size, ra);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < size ? old : size);
+    dbg_free(p, call);
+    return q;
+}
+
+static void *dbg_aligned(size_t align, size_t size, void *ra)
+{
+    if (size > PTRDIFF_MAX - SA_DBG_EXTRA)
+        return fail_nomem();
+    void *p = aligned_impl(align, size + SA_DBG_EXTRA, ra);
+    if (p)
+        dbg_check_fresh(p, "aligned_alloc");
+    return dbg_mark(p, size);
+}
+
+static size_t dbg_usable_size(void *p, const char *call)
+{
+    if (!p)
+        return 0;
+    uint32_t idx;
+    checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    return dbg_size(p, call);
+}
+
+static void dbg_free_sized(void *p, size_t size, size_t align, const char *call)
+{
+    if (!p)
+        return;
+    uint32_t idx;
+    checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
+    size_t real = dbg_size(p, call);
+    if (size != real) {
+        char reason[96];
+        sa_format(reason, sizeof reason, "size %zu is not the block's %zu bytes", size, real);
+        sa_report_invalid(call, p, reason);
+    }
+    if (align && ((uintptr_t)p & (align - 1)))
+        sa_report_invalid(call, p, "block does not have the stated alignment");
+    dbg_free(p, call);
+}
+
+#undef malloc_impl
+#define malloc_impl(size) dbg_malloc((size), SA_RA)
+#define calloc_impl(n, size) dbg_calloc((n), (size), SA_RA)
+#define free_impl(p, call) dbg_free((p), (call))
+#define realloc_impl(p, size, call) dbg_realloc((p), (size), (call), SA_RA)
+#define free_sized_impl(p, size, align, call) dbg_free_sized((p), (size), (align), (call))
+#define aligned_impl(align, size, ra) dbg_aligned((align), (size), (ra))
+#define usable_size_impl(p, call) dbg_usable_size((p), (call))
+#endif /* SA_DEBUG */
+
 /* ---- exported entry points ---------------------------------------------------- */
 
 SA_EXPORT void *sa_malloc(size_t size) { return malloc_impl(size); }

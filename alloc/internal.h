@@ -34,6 +34,7 @@
 #define SA_NOINLINE __attribute__((noinline))
 #define SA_COLD __attribute__((cold, noinline))
 #define SA_CACHELINE 64
+#define SA_DBG_FREED 0xdf /* SPANALLOC_DEBUG: the byte freed small blocks hold */
 
 /* Relaxed / sequentially consistent atomics on plain fields. Fields touched
  * by more than one thread are always accessed through these. */
@@ -406,6 +407,7 @@ SA_HIDDEN int sa_os_release(void *p, size_t bytes);
 SA_HIDDEN void sa_os_write_stderr(const char *buf, size_t len);
 SA_HIDDEN void sa_os_abort(void) __attribute__((noreturn));
 SA_HIDDEN size_t sa_os_page_size(void);
+SA_HIDDEN void sa_os_fail_after(uint64_t n);
 
 /* Fixed-size metadata allocator over sa_os_alloc_meta (caller's lock). */
 typedef struct sa_fixalloc {

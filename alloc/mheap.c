@@ -186,6 +186,12 @@ sa_span *sa_mheap_alloc_small_span(unsigned spc)
     sa_span_init_small(s, spc);
     map_span_pages(s, s);
     pthread_mutex_unlock(&heap_lock);
+#if defined(SA_DEBUG) && SA_DEBUG
+    /* Debug builds check that a slot handed out holds zeros (never used) or
+     * the freed pattern: give dirty pages the pattern. */
+    if (s->needzero)
+        memset((void *)addr, SA_DBG_FREED, npages << SA_PAGE_SHIFT);
+#endif
     SA_TRACK_NOACCESS((void *)addr, npages << SA_PAGE_SHIFT);
     return s;
 }

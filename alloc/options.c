@@ -17,6 +17,7 @@
  *                       on average (Go's MemProfileRate; 0 = off, default)
  *   prof_dump_at_exit=PATH  write the heap profile to PATH at exit (%p in
  *                       PATH becomes the process id)
+ *   fail_os_after=N     debug builds: the N-th mmap/madvise from now fails
  * They tune the build-time scavenger policy; they do not replace it.
  */
 #include <errno.h>
@@ -24,6 +25,10 @@
 #include <string.h>
 
 #include "internal.h"
+
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
 
 SA_HIDDEN sa_options sa_opts = {.scavenge_retain = 10};
 
@@ -123,6 +128,17 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
             return -1;
         sa_prof_set_rate(rate);
         return 0;
+    }
+    if (key_is(key, klen, "fail_os_after")) {
+#if SA_DEBUG
+        size_t n;
+        if (parse_size(val, vlen, &n) != 0)
+            return -1;
+        sa_os_fail_after(n);
+        return 0;
+#else
+        return -1; /* needs a SPANALLOC_DEBUG build */
+#endif
     }
     if (key_is(key, klen, "prof_dump_at_exit")) {
         if (vlen == 0 || vlen >= sizeof sa_opts.prof_dump_path)

@@ -21,13 +21,54 @@
 
 #include "internal.h"
 
+/* ---- fault injection (SPANALLOC_DEBUG builds) ----------------------------
+ * SPANALLOC=fail_os_after=N makes the N-th mmap or madvise from now fail
+ * (ENOMEM), once: the fault-injection tests sweep N over a workload and
+ * check that every entry point fails cleanly and recovers. */
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+static uint64_t os_calls, os_fail_at; /* atomics; 0 = no fault armed */
+
+void sa_os_fail_after(uint64_t n)
+{
+    sa_store_relaxed(&os_calls, 0);
+    sa_store_relaxed(&os_fail_at, n);
+}
+
+static bool fault_now(void)
+{
+    if (!SA_DEBUG || sa_load_relaxed(&os_fail_at) == 0)
+        return false;
+    uint64_t n = __atomic_add_fetch(&os_calls, 1, __ATOMIC_RELAXED);
+    if (n != sa_load_relaxed(&os_fail_at))
+        return false;
+    sa_store_relaxed(&os_fail_at, 0);
+    errno = ENOMEM;
+    return true;
+}
+
+static void *os_mmap(void *hint, size_t bytes, int prot, int flags)
+{
+    if (fault_now())
+        return MAP_FAILED;
+    return mmap(hint, bytes, prot, flags, -1, 0);
+}
+
+static int os_madvise(void *p, size_t bytes, int advice)
+{
+    if (fault_now())
+        return -1;
+    return madvise(p, bytes, advice);
+}
+
 /* Reserves bytes of address space aligned to align (a power of two >= the
  * system page), readable and writable, backed lazily by the kernel. Tries
  * hint first so the heap stays contiguous. Returns NULL on failure. */
 void *sa_os_reserve(size_t bytes, size_t align, void *hint)
 {
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-    void *p = mmap(hint, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *p = os_mmap(hint, bytes, PROT_READ | PROT_WRITE, flags);
     if (p == MAP_FAILED)
         return NULL;
     if (((uintptr_t)p & (align - 1)) == 0)
@@ -36,7 +77,7 @@ void *sa_os_reserve(size_t bytes, size_t align, void *hint)
     if (bytes + align < bytes)
         return NULL;
     size_t over = bytes + align;
-    char *q = mmap(NULL, over, PROT_READ | PROT_WRITE, flags, -1, 0);
+    char *q = os_mmap(NULL, over, PROT_READ | PROT_WRITE, flags);
     if (q == MAP_FAILED)
         return NULL;
     uintptr_t start = ((uintptr_t)q + align - 1) & ~(uintptr_t)(align - 1);
@@ -52,7 +93,7 @@ void *sa_os_reserve(size_t bytes, size_t align, void *hint)
 /* Zeroed memory for metadata; NULL on failure. */
 void *sa_os_alloc_meta(size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = os_mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -72,14 +113,14 @@ int sa_os_release(void *p, size_t bytes)
 #if SA_MADVISE_FREE
     static int free_unsupported; /* kernels before 4.5 */
     if (!sa_load_relaxed(&free_unsupported)) {
-        if (madvise(p, bytes, MADV_FREE) == 0) {
+        if (os_madvise(p, bytes, MADV_FREE) == 0) {
             errno = saved;
             return SA_RELEASED_DIRTY;
         }
         sa_store_relaxed(&free_unsupported, 1);
     }
 #endif
-    if (madvise(p, bytes, MADV_DONTNEED) != 0)
+    if (os_madvise(p, bytes, MADV_DONTNEED) != 0)
         result = SA_RELEASE_FAILED; /* still backed, contents unchanged */
     errno = saved;
     return result;

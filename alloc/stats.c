@@ -137,6 +137,13 @@ const char *sa_build_option(const char *name)
     }
     if (strcmp(name, "version") == 0)
         return sa_version();
+    if (strcmp(name, "debug") == 0) {
+#if defined(SA_DEBUG) && SA_DEBUG
+        return "on";
+#else
+        return "off";
+#endif
+    }
     return NULL;
 }
 
