@@ -34,17 +34,6 @@
 
 /* ---- fast paths ------------------------------------------------------------- */
 
-/* Hands out the next slot of s's window; the caller checked allocCache != 0. */
-SA_INLINE void *take_slot(sa_span *s, uint64_t cache)
-{
-    unsigned bit = (unsigned)__builtin_ctzll(cache);
-    uint32_t idx = s->freeindex + bit;
-    s->allocCache = (cache >> bit) >> 1;
-    s->freeindex = idx + 1;
-    sa_bit_set(s->allocBits, idx);
-    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-}
-
 /* Next free slot of the span the thread caches for spc, or NULL. */
 SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
 {
@@ -53,7 +42,7 @@ SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
     if (SA_UNLIKELY(cache == 0))
         return NULL;
     *sp = s;
-    return take_slot(s, cache);
+    return sa_span_take(s, cache);
 }
 
 static void free_slow(void *p, sa_span *s, const char *call);
@@ -210,7 +199,7 @@ SA_INLINE void *malloc_ra(size_t size, void *ra)
         sa_span *s = sa_tls_mcache->alloc[sa_size_to_class16[(size + 15) >> 4]];
         uint64_t cache = s->allocCache;
         if (SA_LIKELY(cache != 0)) {
-            void *p = take_slot(s, cache);
+            void *p = sa_span_take(s, cache);
             SA_TRACK_MALLOC(p, s->elemsize, 0);
             return p;
         }

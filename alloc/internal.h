@@ -305,6 +305,18 @@ static inline void sa_bit_set(uint64_t *words, uint32_t idx)
     sa_store_relaxed(w, sa_load_relaxed(w) | ((uint64_t)1 << (idx & 63)));
 }
 
+/* Hands out the next slot of s's window (Go's nextFreeFast); the caller
+ * checked cache == s->allocCache != 0. The malloc fast path is this. */
+static inline __attribute__((always_inline)) void *sa_span_take(sa_span *s, uint64_t cache)
+{
+    unsigned bit = (unsigned)__builtin_ctzll(cache);
+    uint32_t idx = s->freeindex + bit;
+    s->allocCache = (cache >> bit) >> 1;
+    s->freeindex = idx + 1;
+    sa_bit_set(s->allocBits, idx);
+    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
 /* ---- mcentral ------------------------------------------------------------------ */
 
 typedef struct sa_mcentral {

@@ -102,17 +102,6 @@ static uint32_t retire_window(sa_mcache *mc, sa_span *s)
     return handed;
 }
 
-static inline void *take_from_window(sa_span *s)
-{
-    uint64_t cache = s->allocCache;
-    unsigned bit = (unsigned)__builtin_ctzll(cache);
-    uint32_t idx = s->freeindex + bit;
-    s->allocCache = (cache >> bit) >> 1;
-    s->freeindex = idx + 1;
-    sa_bit_set(s->allocBits, idx);
-    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-}
-
 /* The sampled allocation at a sample point (prof.c): the window was cut
  * just before it; put the rest back, start a new countdown, and serve this
  * allocation from a span of its own. */
@@ -168,7 +157,7 @@ have:
             return sample_point(mc, s, spc, needzero, ra);
     }
     *needzero = s->needzero;
-    return take_from_window(s);
+    return sa_span_take(s, s->allocCache);
 }
 
 /* Returns every cached span to its mcentral. */
