@@ -114,6 +114,9 @@ enum sa_span_state {
     SA_SPAN_CACHED = 1,  /* small span owned by one mcache */
     SA_SPAN_CENTRAL = 2, /* small span owned by its mcentral */
     SA_SPAN_LARGE = 3,   /* one large object */
+    SA_SPAN_TRANSIT = 4, /* small span emptied by its mcentral, on its way to
+                          * the mheap: in no list and no cache between the two
+                          * locks (mcentral.c, reclassify) */
 };
 
 /* Which mcentral list a span is on: partial spans are split by how many

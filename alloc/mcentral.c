@@ -92,6 +92,11 @@ static void reclassify(sa_mcentral *c, sa_span *s, sa_span **tofree)
     if (want == SA_LIST_NONE) {
         list_remove(c, s);
         c->nspans--;
+        /* Freed to the mheap after our lock is dropped (we never hold it
+         * while calling the mheap): until then no list holds the span. A
+         * notification landing meanwhile finds it not CENTRAL and is
+         * dropped (an empty span has nothing left to free). */
+        sa_store_sc(&s->state, SA_SPAN_TRANSIT);
         s->next = *tofree;
         *tofree = s;
         return;

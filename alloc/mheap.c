@@ -386,7 +386,9 @@ void sa_mheap_check(uint32_t epoch)
                     sa_check_fail("page maps to a freed span struct", s);
                 if (addr == s->base) {
                     inuse += s->npages;
-                    if (s->spanclass != 0 && s->checkmark != epoch)
+                    /* TRANSIT: emptied, waiting for our lock to be freed */
+                    if (s->spanclass != 0 && s->checkmark != epoch &&
+                        sa_load_sc(&s->state) != SA_SPAN_TRANSIT)
                         sa_check_fail("small span in no mcentral list and no mcache", s);
                     if (s->spanclass == 0 && s->state != SA_SPAN_LARGE)
                         sa_check_fail("large span not in state LARGE", s);
