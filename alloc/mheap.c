@@ -190,6 +190,10 @@ sa_span *sa_mheap_alloc_small_span(unsigned spc)
     s->npages = npages;
     s->needzero = pc.zeroed != npages;
     sa_span_init_small(s, spc);
+    /* On its way to an mcentral or mcache: no structure holds it until the
+     * caller files it (a fork child inherits it this way, as a leak the
+     * heap check accepts, never as a span in two places). */
+    sa_store_sc(&s->state, SA_SPAN_TRANSIT);
     map_span_pages(s, s);
     pthread_mutex_unlock(&heap_lock);
 #if defined(SA_DEBUG) && SA_DEBUG
