@@ -45,7 +45,7 @@ SA_INLINE void *alloc_fast(sa_mcache *mc, unsigned spc, sa_span **sp)
     return sa_span_take(s, cache);
 }
 
-static void free_slow(void *p, sa_span *s, const char *call);
+static void free_slow(void *p, const char *call);
 
 SA_INLINE void free_impl(void *p, const char *call)
 {
@@ -68,7 +68,9 @@ SA_INLINE void free_impl(void *p, const char *call)
             return;
         }
     }
-    free_slow(p, s, call);
+    /* Only p goes along: passing s would keep it in a callee-saved register
+     * across the fast path (a push and a pop on every free). */
+    free_slow(p, call);
 }
 
 /* ---- slow paths --------------------------------------------------------------- */
@@ -273,12 +275,12 @@ static void free_large(sa_span *s)
     sa_mheap_free_span(s);
 }
 
-static SA_NOINLINE void free_slow(void *p, sa_span *s, const char *call)
+static SA_NOINLINE void free_slow(void *p, const char *call)
 {
     if (p == NULL)
         return;
     uint32_t idx;
-    s = checked_span(p, s, call, &idx);
+    sa_span *s = checked_span(p, sa_span_of((uintptr_t)p), call, &idx);
     if (s->spanclass == 0) {
         free_large(s);
         return;
