@@ -197,14 +197,23 @@ static SA_NOINLINE void *malloc_slow(size_t size, bool zero, void *ra)
 /* malloc; ra is the program's call site, for the heap profile. */
 SA_INLINE void *malloc_ra(size_t size, void *ra)
 {
-    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) {
-        sa_span *s = sa_tls_mcache->alloc[sa_size_to_class16[(size + 15) >> 4]];
-        uint64_t cache = s->allocCache;
-        if (SA_LIKELY(cache != 0)) {
-            void *p = sa_span_take(s, cache);
-            SA_TRACK_MALLOC(p, s->elemsize, 0);
-            return p;
-        }
+    /* Every small class is served here; the classes above 1 KiB through the
+     * second table (a compare and a branch more for them only). Before, they
+     * always went through malloc_slow: +70 instructions per pair at 4 KiB. */
+    unsigned spc;
+    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX))
+        spc = sa_size_to_class16[(size + 15) >> 4];
+    else if (size <= SA_MAX_SMALL_SIZE)
+        spc = sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) /
+                                  SA_LARGE_SIZE_DIV];
+    else
+        return malloc_slow(size, false, ra);
+    sa_span *s = sa_tls_mcache->alloc[spc];
+    uint64_t cache = s->allocCache;
+    if (SA_LIKELY(cache != 0)) {
+        void *p = sa_span_take(s, cache);
+        SA_TRACK_MALLOC(p, s->elemsize, 0);
+        return p;
     }
     return malloc_slow(size, false, ra);
 }
