@@ -114,7 +114,7 @@ static void count_large_resize(size_t oldbytes, size_t newbytes)
 }
 
 /* A small object of span class spc; *needzero tells whether it may be dirty. */
-static SA_NOINLINE void *alloc_small_slow(unsigned spc, int *needzero, void *ra)
+static inline void *alloc_small_slow(unsigned spc, int *needzero, void *ra)
 {
     sa_mcache *mc = sa_tls_mcache;
     if (mc == &sa_mcache_empty)
@@ -194,6 +194,19 @@ static SA_NOINLINE void *malloc_slow(size_t size, bool zero, void *ra)
     return p;
 }
 
+/* malloc of a small size whose cached window is empty: straight to the
+ * refill. Takes the size, not the class: keeping the class for this call
+ * would cost the fast path a register move. */
+static SA_NOINLINE void *malloc_small_miss(size_t size, void *ra)
+{
+    unsigned spc = sa_size_to_class(size);
+    int needzero = 1;
+    void *p = alloc_small_slow(spc, &needzero, ra);
+    if (p)
+        SA_TRACK_MALLOC(p, sa_class_to_size[spc], !needzero);
+    return p;
+}
+
 /* malloc; ra is the program's call site, for the heap profile. */
 SA_INLINE void *malloc_ra(size_t size, void *ra)
 {
@@ -215,7 +228,7 @@ SA_INLINE void *malloc_ra(size_t size, void *ra)
         SA_TRACK_MALLOC(p, s->elemsize, 0);
         return p;
     }
-    return malloc_slow(size, false, ra);
+    return malloc_small_miss(size, ra);
 }
 
 /* Inlined into an exported function: the return address is the program's. */

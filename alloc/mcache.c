@@ -132,7 +132,7 @@ void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *r
             if (mc->hidden[spc])
                 return sample_point(mc, s, spc, needzero, ra);
         }
-        if (sa_span_load_window(s, nextword))
+        if (nextword < sa_span_nwords(s) && sa_span_load_window(s, nextword))
             goto have;
         sa_span_merge_remote(s, "free");
         if (sa_span_count_alloc(s) < s->nelems) {
