@@ -100,6 +100,9 @@ void sa_read_memstats(sa_memstats *out)
     out->scav_released = sc.released_bg + sc.released_eager + sc.released_forced;
     out->scav_madvise_calls = sc.madvise_calls;
     out->scav_ns = sc.ns;
+#if defined(SA_GC) && SA_GC
+    sa_gc_fill_memstats(out);
+#endif
 }
 
 void sa_get_counters(sa_counters *out)
@@ -130,6 +133,13 @@ const char *sa_build_option(const char *name)
         return sa_madvise_name();
     if (strcmp(name, "valgrind") == 0) {
 #ifdef SPANALLOC_VALGRIND
+        return "on";
+#else
+        return "off";
+#endif
+    }
+    if (strcmp(name, "gc") == 0) {
+#if defined(SA_GC) && SA_GC
         return "on";
 #else
         return "off";

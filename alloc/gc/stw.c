@@ -1,0 +1,323 @@
+/*
+ * stw.c — registered threads, critical sections, and stopping the world.
+ *
+ * Owns: the list of registered threads (sa_gcthread), the suspend and
+ * restart signal handlers, and the stop generation.
+ *
+ * Stopping (Boehm's scheme, see docs/gc.md): the collector thread, holding
+ * the threads lock, makes stop_gen odd and sends SIG_SUSPEND (SIGPWR) to each
+ * registered thread. The handler spills the callee-saved registers
+ * (__builtin_unwind_init; the interrupted context itself is in the signal
+ * frame on the same stack), records its stack pointer, posts the
+ * acknowledgement semaphore and waits in sigsuspend until stop_gen changes;
+ * the collector counts one acknowledgement per signalled thread, then scans
+ * [stop_sp, stack_hi) of each. Starting makes stop_gen even and sends
+ * SIG_RESTART (SIGXCPU), which the suspended threads leave unblocked only
+ * inside sigsuspend, so a restart that arrives early stays pending.
+ * Time-to-stop (signals out to the last acknowledgement) is measured apart
+ * from the pause.
+ *
+ * Critical sections: a thread inside sa_gc_enter/sa_gc_leave (allocating,
+ * running the barrier, touching collector lists) is never stopped there: the
+ * handler only sets stop_pending, and sa_gc_leave stops the thread when it
+ * leaves the outermost section. So a stopped thread never holds a collector
+ * lock and is never half-way through an allocation or a barrier.
+ *
+ * Locking: threads_lock guards the list. The collector holds it from before
+ * the stop until after the start, so the list cannot change while stopped.
+ * A registered thread that needs it (unregistering) spins on trylock so it
+ * stays stoppable while it waits; an unregistered thread registering simply
+ * blocks (nobody signals it yet).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "gc_internal.h"
+
+#define SIG_SUSPEND SIGPWR
+#define SIG_RESTART SIGXCPU
+
+SA_HIDDEN __thread sa_gcthread *sa_gc_self;
+
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static sa_gcthread *threads;     /* threads_lock */
+static size_t nthreads;          /* threads_lock */
+static sa_fixalloc thread_pool = {.size = sizeof(sa_gcthread)}; /* threads_lock */
+static sem_t ack_sem;
+static uint64_t stop_gen;        /* atomic: odd while the world is stopped */
+static pthread_key_t exit_key;
+
+/* The stack pointer of the calling frame: inlined, so the frame it
+ * describes is still live (memcheck rejects reads below the stack pointer).
+ * Everything the frame spilled lies at or above it. */
+static inline __attribute__((always_inline)) uintptr_t current_sp(void)
+{
+#if defined(__x86_64__)
+    uintptr_t sp;
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+    return sp;
+#elif defined(__aarch64__)
+    uintptr_t sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    return sp;
+#else
+    volatile uintptr_t here = 0;
+    return (uintptr_t)&here;
+#endif
+}
+
+/* Acknowledges a stop and waits for the restart. Signals SIG_SUSPEND and
+ * SIG_RESTART are blocked by the caller. */
+static SA_NOINLINE void stop_here(sa_gcthread *t)
+{
+    __builtin_unwind_init(); /* callee-saved registers into this frame */
+    uint64_t gen = sa_load_sc(&stop_gen);
+    t->stop_sp = current_sp();
+    sigset_t m;
+    pthread_sigmask(SIG_SETMASK, NULL, &m);
+    sigaddset(&m, SIG_SUSPEND);
+    sigdelset(&m, SIG_RESTART);
+    sem_post(&ack_sem);
+    while (sa_load_sc(&stop_gen) == gen)
+        sigsuspend(&m);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void suspend_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+    int saved = errno;
+    sa_gcthread *t = sa_gc_self;
+    if (t && t->registered) {
+        if (t->incrit)
+            t->stop_pending = 1;
+        else
+            stop_here(t);
+    }
+    errno = saved;
+}
+
+static void restart_handler(int sig)
+{
+    (void)sig;
+}
+
+void sa_gc_stop_deferred(sa_gcthread *t)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIG_SUSPEND);
+    sigaddset(&block, SIG_RESTART);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (t->stop_pending) {
+        t->stop_pending = 0;
+        stop_here(t);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void thread_exit(void *arg)
+{
+    sa_gcthread *t = arg;
+    if (t && sa_gc_self == t)
+        sa_gc_unregister_self();
+}
+
+void sa_gc_stw_init(void)
+{
+    sem_init(&ack_sem, 0, 0);
+    if (pthread_key_create(&exit_key, thread_exit) != 0)
+        sa_report_fatal("gc: cannot create the thread-exit key");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = suspend_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIG_RESTART); /* only sigsuspend lets it in */
+    if (sigaction(SIG_SUSPEND, &sa, NULL) != 0)
+        sa_report_fatal("gc: cannot install the suspend handler");
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = restart_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIG_RESTART, &sa, NULL) != 0)
+        sa_report_fatal("gc: cannot install the restart handler");
+}
+
+static uintptr_t stack_top(void)
+{
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &addr, &size);
+        pthread_attr_destroy(&a);
+    }
+    if (!addr) /* no way to know: scan a generous window above us */
+        return current_sp() + ((size_t)1 << 20);
+    return (uintptr_t)addr + size;
+}
+
+int sa_gc_register_self(bool explicit_reg)
+{
+    sa_gcthread *t = sa_gc_self;
+    if (t && t->registered) {
+        t->explicit_reg |= explicit_reg;
+        return 0;
+    }
+    uintptr_t hi = stack_top();
+    pthread_mutex_lock(&threads_lock);
+    t = sa_fixalloc_alloc(&thread_pool);
+    if (!t) {
+        pthread_mutex_unlock(&threads_lock);
+        return -1;
+    }
+    memset(t, 0, sizeof *t);
+    t->tid = pthread_self();
+    t->stack_hi = hi;
+    t->explicit_reg = explicit_reg;
+    sa_gc_self = t; /* before it can be signalled */
+    t->next = threads;
+    if (threads)
+        threads->prev = t;
+    threads = t;
+    nthreads++;
+    t->registered = true;
+    pthread_mutex_unlock(&threads_lock);
+    pthread_setspecific(exit_key, t);
+    return 0;
+}
+
+static void unlink_thread(sa_gcthread *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        threads = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    nthreads--;
+    t->registered = false;
+}
+
+void sa_gc_unregister_self(void)
+{
+    sa_gcthread *t = sa_gc_self;
+    if (!t || !t->registered)
+        return;
+    /* Give back the cached spans and the barrier buffer while still
+     * registered (critical section: takes collector locks). */
+    sa_gc_enter(t);
+    sa_gc_flush_cache(t);
+    sa_gc_release_thread_buf(t);
+    sa_gc_leave(t);
+    sa_gc_threads_lock_stoppable();
+    unlink_thread(t);
+    sa_gc_self = NULL;
+    sa_fixalloc_free(&thread_pool, t);
+    pthread_mutex_unlock(&threads_lock);
+    pthread_setspecific(exit_key, NULL);
+}
+
+sa_gcthread *sa_gc_thread_attach(void)
+{
+    sa_gc_init();
+    if (sa_gc_register_self(false) != 0)
+        return NULL;
+    return sa_gc_self;
+}
+
+/* For the API entry points: registers the caller if needed and enters a
+ * critical section; NULL if it cannot be registered (then no section). */
+sa_gcthread *sa_gc_enter_self(void)
+{
+    sa_gcthread *t = sa_gc_self;
+    if (!t || !t->registered)
+        t = sa_gc_thread_attach();
+    if (t)
+        sa_gc_enter(t);
+    return t;
+}
+
+void sa_gc_leave_self(sa_gcthread *t)
+{
+    if (t)
+        sa_gc_leave(t);
+}
+
+void sa_gc_threads_lock(void)
+{
+    pthread_mutex_lock(&threads_lock);
+}
+
+/* For a registered thread: waits for the lock the collector holds across a
+ * stop without blocking the stop (the signal is handled while spinning). */
+void sa_gc_threads_lock_stoppable(void)
+{
+    while (pthread_mutex_trylock(&threads_lock) != 0)
+        sched_yield();
+}
+
+void sa_gc_threads_unlock(void)
+{
+    pthread_mutex_unlock(&threads_lock);
+}
+
+uint64_t sa_gc_stop_world(void)
+{
+    uint64_t t0 = sa_gc_nanotime();
+    sa_store_sc(&stop_gen, sa_load_sc(&stop_gen) + 1);
+    size_t n = 0;
+    for (sa_gcthread *t = threads; t; t = t->next)
+        if (pthread_kill(t->tid, SIG_SUSPEND) == 0)
+            n++;
+    for (size_t i = 0; i < n; i++)
+        while (sem_wait(&ack_sem) != 0 && errno == EINTR)
+            ;
+    return sa_gc_nanotime() - t0;
+}
+
+void sa_gc_start_world(void)
+{
+    sa_store_sc(&stop_gen, sa_load_sc(&stop_gen) + 1);
+    for (sa_gcthread *t = threads; t; t = t->next)
+        pthread_kill(t->tid, SIG_RESTART);
+}
+
+void sa_gc_each_thread(void (*fn)(sa_gcthread *, void *), void *arg)
+{
+    for (sa_gcthread *t = threads; t; t = t->next)
+        fn(t, arg);
+}
+
+size_t sa_gc_nthreads(void)
+{
+    return nthreads;
+}
+
+/* Fork child: only the forking thread survived. dead() gets each other
+ * thread's record before it is dropped. */
+void sa_gc_threads_fork_child(void (*dead)(sa_gcthread *))
+{
+    pthread_mutex_init(&threads_lock, NULL);
+    sem_destroy(&ack_sem);
+    sem_init(&ack_sem, 0, 0);
+    sa_gcthread *t = threads;
+    while (t) {
+        sa_gcthread *next = t->next;
+        if (t != sa_gc_self) {
+            dead(t);
+            unlink_thread(t);
+            sa_fixalloc_free(&thread_pool, t);
+        } else {
+            t->tid = pthread_self();
+        }
+        t = next;
+    }
+}
