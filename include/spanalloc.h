@@ -146,6 +146,7 @@ typedef struct sa_memstats {
     double gc_cpu_fraction;
     uint64_t pause_p50_ns, pause_p99_ns, pause_max_ns;
     uint64_t stop_p50_ns, stop_p99_ns, stop_max_ns;
+    uint64_t gc_objects, gc_bytes; /* managed objects (and bytes) not yet swept away */
     /* by size class */
     uint32_t num_size_classes;
     sa_memstats_class by_size[SA_MEMSTATS_CLASSES];
@@ -214,8 +215,9 @@ SA_API size_t sa_get_memory_limit(void);
 
 #define SA_GC_NOSCAN 1u /* the object holds no pointers: never scanned */
 
-/* Allocates size zeroed bytes managed by the collector (NULL+ENOMEM). */
-SA_API SA_MALLOC_ATTR void *sa_gc_alloc(size_t size, unsigned flags);
+/* Allocates size zeroed bytes managed by the collector (NULL+ENOMEM).
+ * Dropping the result is fine: it is garbage. */
+SA_API void *sa_gc_alloc(size_t size, unsigned flags);
 /* Registers [addr, addr+len) as a root range; 0 or -1. */
 SA_API int sa_gc_add_root(void *addr, size_t len);
 /* Removes the root range that starts at addr; 0 or -1 if there is none. */

@@ -195,6 +195,17 @@ size_t sa_gc_fin_collect(uint64_t *bytes)
     return n;
 }
 
+/* Overwrites the stack below the caller, where finalizers left the
+ * addresses of the objects they were given. */
+static SA_NOINLINE void clear_stack(void)
+{
+    volatile char buf[16384];
+    memset((char *)buf, 0, sizeof buf);
+    __asm__ volatile("" ::"r"(buf) : "memory");
+}
+
+/* Unregistered, so its stack is no root; a finalizer that allocates
+ * registers it, and it unregisters again after the batch. */
 static void *fin_thread(void *arg)
 {
     (void)arg;
@@ -202,6 +213,9 @@ static void *fin_thread(void *arg)
         while (sem_wait(&fin_sem) != 0)
             ;
         sa_gc_run_finalizers();
+        if (sa_gc_self)
+            sa_gc_unregister_self();
+        clear_stack();
     }
     return NULL;
 }

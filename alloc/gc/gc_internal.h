@@ -90,6 +90,7 @@ typedef struct sa_gcthread {
     sa_wbuf *wbuf;                  /* barrier-shaded grey objects */
     uint64_t black_bytes;           /* allocated black during this cycle */
     uint64_t shade_bytes;           /* marked by this thread's barrier */
+    uint64_t nalloc, nalloc_bytes;  /* objects handed out (read racily by stats) */
     struct sa_gcthread *next, *prev; /* threads lock */
     bool registered;                /* on the list */
     bool explicit_reg;              /* sa_gc_register_thread (vs automatic) */
@@ -157,7 +158,11 @@ SA_HIDDEN void sa_gc_heap_stats(uint64_t *spans, uint64_t *bytes);
 /* Sweep of one span, under the gc heap lock (sweep.c). Returns objects
  * still allocated; *freed gets the objects freed. */
 SA_HIDDEN unsigned sa_gc_sweep_span(sa_gcspan *g, unsigned *freed);
-extern SA_HIDDEN uint64_t sa_gc_swept_freed; /* objects freed by sweeping, cumulative */
+/* Objects and bytes freed by sweeping, and handed out by exited threads;
+ * cumulative, gc heap lock. */
+extern SA_HIDDEN uint64_t sa_gc_swept_freed, sa_gc_swept_freed_bytes;
+extern SA_HIDDEN uint64_t sa_gc_exited_nalloc, sa_gc_exited_nalloc_bytes;
+SA_HIDDEN void sa_gc_count_objects(uint64_t *objects, uint64_t *bytes);
 
 /* ---- marking (mark.c) -------------------------------------------------------- */
 typedef struct sa_gcwork {

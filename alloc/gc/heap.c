@@ -50,7 +50,8 @@ static size_t unswept_total;   /* heap_lock */
 static unsigned sweep_cursor;  /* heap_lock: next class the sweeper looks at */
 SA_HIDDEN uint64_t sa_gc_heap_live;
 SA_HIDDEN int sa_gc_phase;
-SA_HIDDEN uint64_t sa_gc_swept_freed;
+SA_HIDDEN uint64_t sa_gc_swept_freed, sa_gc_swept_freed_bytes;
+SA_HIDDEN uint64_t sa_gc_exited_nalloc, sa_gc_exited_nalloc_bytes;
 
 void sa_gc_heap_lock(void)
 {
@@ -240,6 +241,8 @@ static void *alloc_small(sa_gcthread *t, size_t size, bool noscan)
         size_t n = sa_class_to_size[sc];
         SA_TRACK_MALLOC(p, n, 0);
         memset(p, 0, n);
+        t->nalloc++;
+        t->nalloc_bytes += n;
     }
     sa_gc_leave(t);
     return p;
@@ -276,11 +279,18 @@ static void *alloc_large(sa_gcthread *t, size_t size, bool noscan)
         sa_mheap_free_span(s);
         return NULL;
     }
+    t->nalloc++;
+    t->nalloc_bytes += bytes;
     uint64_t live = __atomic_add_fetch(&sa_gc_heap_live, bytes, __ATOMIC_RELAXED);
     if (live >= sa_load_relaxed(&sa_gc_trigger))
         sa_gc_request();
+    /* The object's address must be live across sa_gc_leave, where a
+     * deferred stop may scan this stack: the span struct pointer alone
+     * would not keep the object. */
+    void *p = (void *)s->base;
     sa_gc_leave(t);
-    return (void *)s->base;
+    __asm__ volatile("" ::"r"(p));
+    return p;
 }
 
 void *sa_gc_heap_alloc(sa_gcthread *t, size_t size, bool noscan)
@@ -291,6 +301,33 @@ void *sa_gc_heap_alloc(sa_gcthread *t, size_t size, bool noscan)
 }
 
 /* ---- the collector's side ---------------------------------------------------------- */
+
+static void count_thread(sa_gcthread *t, void *arg)
+{
+    uint64_t *v = arg;
+    v[0] += sa_load_relaxed(&t->nalloc);
+    v[1] += sa_load_relaxed(&t->nalloc_bytes);
+}
+
+/* Managed objects and bytes handed out and not yet swept away. */
+void sa_gc_count_objects(uint64_t *objects, uint64_t *bytes)
+{
+    uint64_t v[2] = {0, 0};
+    sa_gc_threads_lock_stoppable();
+    sa_gcthread *self = sa_gc_self;
+    if (self)
+        sa_gc_enter(self);
+    pthread_mutex_lock(&heap_lock);
+    sa_gc_each_thread(count_thread, v);
+    v[0] += sa_gc_exited_nalloc;
+    v[1] += sa_gc_exited_nalloc_bytes;
+    *objects = v[0] > sa_gc_swept_freed ? v[0] - sa_gc_swept_freed : 0;
+    *bytes = v[1] > sa_gc_swept_freed_bytes ? v[1] - sa_gc_swept_freed_bytes : 0;
+    pthread_mutex_unlock(&heap_lock);
+    if (self)
+        sa_gc_leave(self);
+    sa_gc_threads_unlock();
+}
 
 void sa_gc_flush_cache(sa_gcthread *t)
 {
@@ -345,6 +382,7 @@ bool sa_gc_sweep_one(void)
             tofree = g->span;
             SA_TRACK_FREE((void *)tofree->base);
             sa_gc_swept_freed++;
+            sa_gc_swept_freed_bytes += tofree->npages << SA_PAGE_SHIFT;
             detach_span(g);
         }
     } else {
@@ -376,6 +414,8 @@ bool sa_gc_sweep_one(void)
 
 static void flush_dead(sa_gcthread *t)
 {
+    sa_gc_exited_nalloc += t->nalloc;
+    sa_gc_exited_nalloc_bytes += t->nalloc_bytes;
     for (unsigned cls = 0; cls < SA_GC_NCACHE; cls++) {
         sa_gcspan *g = t->cache[cls];
         if (g) {

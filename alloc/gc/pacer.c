@@ -261,6 +261,7 @@ void sa_gc_fill_memstats(sa_memstats *out)
     uint64_t elapsed = start_ns ? sa_gc_nanotime() - start_ns : 0;
     uint64_t cpu = sa_load_relaxed(&gc_cpu_ns) + total * (p - 1);
     out->gc_cpu_fraction = elapsed ? (double)cpu / ((double)elapsed * p) : 0.0;
+    sa_gc_count_objects(&out->gc_objects, &out->gc_bytes);
     percentiles(hp, n, &out->pause_p50_ns, &out->pause_p99_ns, &out->pause_max_ns);
     percentiles(hs, n, &out->stop_p50_ns, &out->stop_p99_ns, &out->stop_max_ns);
     pthread_mutex_unlock(&copy_lock);

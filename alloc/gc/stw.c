@@ -217,7 +217,15 @@ void sa_gc_unregister_self(void)
     sa_gc_flush_cache(t);
     sa_gc_release_thread_buf(t);
     sa_gc_leave(t);
+    /* Its counts join the exited threads' in the same step as it leaves
+     * the list (both under the threads lock: readers see one or the other). */
     sa_gc_threads_lock_stoppable();
+    sa_gc_enter(t);
+    sa_gc_heap_lock();
+    sa_gc_exited_nalloc += t->nalloc;
+    sa_gc_exited_nalloc_bytes += t->nalloc_bytes;
+    sa_gc_heap_unlock();
+    sa_gc_leave(t);
     unlink_thread(t);
     sa_gc_self = NULL;
     sa_fixalloc_free(&thread_pool, t);
@@ -233,15 +241,18 @@ sa_gcthread *sa_gc_thread_attach(void)
     return sa_gc_self;
 }
 
-/* For the API entry points: registers the caller if needed and enters a
- * critical section; NULL if it cannot be registered (then no section). */
+/* For the entry points that take collector locks: a registered caller
+ * enters a critical section; an unregistered one needs none (it is never
+ * stopped) and is not registered by this: registering would make its stack
+ * a root for good (the finalizer thread's stale words would retain
+ * objects). Returns the thread to pass to sa_gc_leave_self, or NULL. */
 sa_gcthread *sa_gc_enter_self(void)
 {
+    sa_gc_init();
     sa_gcthread *t = sa_gc_self;
     if (!t || !t->registered)
-        t = sa_gc_thread_attach();
-    if (t)
-        sa_gc_enter(t);
+        return NULL;
+    sa_gc_enter(t);
     return t;
 }
 

@@ -48,6 +48,7 @@ unsigned sa_gc_sweep_span(sa_gcspan *g, unsigned *freedp)
     s->needzero = 1;
     s->allocCount = live;
     sa_gc_swept_freed += freed;
+    sa_gc_swept_freed_bytes += (uint64_t)freed * s->elemsize;
     *freedp = freed;
     return live;
 }
