@@ -245,7 +245,8 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
         report_unknown(p, call);
     uintptr_t a = (uintptr_t)p;
 #if defined(SA_GC) && SA_GC
-    if (sa_load_relaxed(&s->spanclass) & SA_SPANCLASS_MANAGED)
+    /* Spans the collector owns carry its mark bits. */
+    if (sa_load_relaxed(&s->gcmarkBits) != NULL)
         sa_report_invalid(call, p, "object of the garbage collector (sa_gc_alloc), not malloc");
 #endif
     if (sa_load_relaxed(&s->spanclass) == 0) {

@@ -105,12 +105,12 @@ void sa_gc_init(void)
     pthread_once(&init_once, do_init);
 }
 
-/* The main thread is registered automatically. */
-__attribute__((constructor)) static void gc_register_main(void)
+/* The main thread is registered automatically: noted at load, linked when
+ * the collector is first used (no handlers or threads before that). */
+__attribute__((constructor)) static void gc_note_main(void)
 {
-    sa_gc_init();
     if (getpid() == (pid_t)syscall(SYS_gettid))
-        sa_gc_register_self(true);
+        sa_gc_note_main_thread();
 }
 
 /* ---- requests and waiting ---------------------------------------------------- */

@@ -128,6 +128,7 @@ static inline void sa_gc_leave(sa_gcthread *t)
 /* ---- thread registry and stopping the world (stw.c) ------------------------- */
 SA_HIDDEN void sa_gc_stw_init(void);
 SA_HIDDEN int sa_gc_register_self(bool explicit_reg);
+SA_HIDDEN void sa_gc_note_main_thread(void);
 SA_HIDDEN void sa_gc_unregister_self(void);
 /* Stops every registered thread but the caller; returns ns to stop them. */
 SA_HIDDEN uint64_t sa_gc_stop_world(void);

@@ -122,6 +122,8 @@ void sa_gc_stop_deferred(sa_gcthread *t)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+static void link_main_thread(void);
+
 static void thread_exit(void *arg)
 {
     sa_gcthread *t = arg;
@@ -148,6 +150,7 @@ void sa_gc_stw_init(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIG_RESTART, &sa, NULL) != 0)
         sa_report_fatal("gc: cannot install the restart handler");
+    link_main_thread();
 }
 
 static uintptr_t stack_top(void)
@@ -162,6 +165,48 @@ static uintptr_t stack_top(void)
     if (!addr) /* no way to know: scan a generous window above us */
         return current_sp() + ((size_t)1 << 20);
     return (uintptr_t)addr + size;
+}
+
+/* The main thread's record: noted by the load-time constructor (no signal
+ * handler, no thread) and linked into the list by the collector's
+ * initialisation, so the main thread is registered without a program that
+ * never uses the collector paying for it. Never freed. */
+static sa_gcthread main_rec;
+
+void sa_gc_note_main_thread(void)
+{
+    main_rec.tid = pthread_self();
+    main_rec.stack_hi = stack_top();
+    main_rec.explicit_reg = true;
+    sa_gc_self = &main_rec;
+}
+
+static void link_thread(sa_gcthread *t)
+{
+    t->prev = NULL;
+    t->next = threads;
+    if (threads)
+        threads->prev = t;
+    threads = t;
+    nthreads++;
+    t->registered = true;
+}
+
+/* From the collector's initialisation, after the handlers are installed. */
+static void link_main_thread(void)
+{
+    if (!main_rec.tid)
+        return;
+    pthread_mutex_lock(&threads_lock);
+    if (!main_rec.registered)
+        link_thread(&main_rec);
+    pthread_mutex_unlock(&threads_lock);
+}
+
+static void free_thread(sa_gcthread *t)
+{
+    if (t != &main_rec)
+        sa_fixalloc_free(&thread_pool, t);
 }
 
 int sa_gc_register_self(bool explicit_reg)
@@ -183,12 +228,7 @@ int sa_gc_register_self(bool explicit_reg)
     t->stack_hi = hi;
     t->explicit_reg = explicit_reg;
     sa_gc_self = t; /* before it can be signalled */
-    t->next = threads;
-    if (threads)
-        threads->prev = t;
-    threads = t;
-    nthreads++;
-    t->registered = true;
+    link_thread(t);
     pthread_mutex_unlock(&threads_lock);
     pthread_setspecific(exit_key, t);
     return 0;
@@ -228,7 +268,7 @@ void sa_gc_unregister_self(void)
     sa_gc_leave(t);
     unlink_thread(t);
     sa_gc_self = NULL;
-    sa_fixalloc_free(&thread_pool, t);
+    free_thread(t);
     pthread_mutex_unlock(&threads_lock);
     pthread_setspecific(exit_key, NULL);
 }
@@ -325,7 +365,7 @@ void sa_gc_threads_fork_child(void (*dead)(sa_gcthread *))
         if (t != sa_gc_self) {
             dead(t);
             unlink_thread(t);
-            sa_fixalloc_free(&thread_pool, t);
+            free_thread(t);
         } else {
             t->tid = pthread_self();
         }
