@@ -84,6 +84,7 @@ typedef struct sa_gcthread {
     sa_gcspan *cache[SA_GC_NCACHE]; /* swept spans this thread allocates from */
     volatile sig_atomic_t incrit;   /* depth of critical sections */
     volatile sig_atomic_t stop_pending; /* a stop arrived inside one */
+    uint64_t acked_gen;             /* the stop generation last acknowledged */
     volatile uintptr_t stop_sp;     /* lowest stack address to scan (when stopped) */
     uintptr_t stack_hi;             /* top of the stack (grows down) */
     pthread_t tid;
@@ -116,12 +117,17 @@ static inline void sa_gc_enter(sa_gcthread *t)
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Odd while the collector is stopping or has stopped the world: leaving a
+ * critical section is also a safepoint, so a thread that allocates or
+ * stores often stops within nanoseconds, before the signal even arrives. */
+extern SA_HIDDEN uint64_t sa_gc_stop_gen;
+
 static inline void sa_gc_leave(sa_gcthread *t)
 {
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->incrit--;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (SA_UNLIKELY(t->stop_pending) && t->incrit == 0)
+    if (SA_UNLIKELY(t->stop_pending | (sa_load_relaxed(&sa_gc_stop_gen) & 1)) && t->incrit == 0)
         sa_gc_stop_deferred(t);
 }
 

@@ -8,9 +8,10 @@
  * the threads lock, makes stop_gen odd and sends SIG_SUSPEND (SIGPWR) to each
  * registered thread. The handler spills the callee-saved registers
  * (__builtin_unwind_init; the interrupted context itself is in the signal
- * frame on the same stack), records its stack pointer, posts the
- * acknowledgement semaphore and waits in sigsuspend until stop_gen changes;
- * the collector counts one acknowledgement per signalled thread, then scans
+ * frame on the same stack), records its stack pointer, counts an
+ * acknowledgement (atomic add) and waits in sigsuspend until stop_gen
+ * changes; the collector spins until it has one acknowledgement per
+ * signalled thread, then scans
  * [stop_sp, stack_hi) of each. Starting makes stop_gen even and sends
  * SIG_RESTART (SIGXCPU), which the suspended threads leave unblocked only
  * inside sigsuspend, so a restart that arrives early stays pending.
@@ -22,6 +23,14 @@
  * handler only sets stop_pending, and sa_gc_leave stops the thread when it
  * leaves the outermost section. So a stopped thread never holds a collector
  * lock and is never half-way through an allocation or a barrier.
+ *
+ * Safepoints: leaving the outermost critical section also checks whether
+ * stop_gen is odd and stops there if so. A thread that allocates or stores
+ * pointers in a loop thus stops within nanoseconds of the request instead of
+ * after the signal's delivery (an IPI and a kernel entry: ~25 us here, most
+ * of the pause); the signal still reaches threads that are blocked or
+ * computing. Each thread acknowledges a stop generation once (acked_gen), so
+ * the signal that arrives after the thread stopped at a safepoint is a no-op.
  *
  * Locking: threads_lock guards the list. The collector holds it from before
  * the stop until after the start, so the list cannot change while stopped.
@@ -40,6 +49,13 @@
 
 #include "gc_internal.h"
 
+#ifdef SA_GC_HAVE_MEMCHECK
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND RUNNING_ON_VALGRIND
+#else
+#define UNDER_VALGRIND 0
+#endif
+
 #define SIG_SUSPEND SIGPWR
 #define SIG_RESTART SIGXCPU
 
@@ -49,8 +65,9 @@ static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static sa_gcthread *threads;     /* threads_lock */
 static size_t nthreads;          /* threads_lock */
 static sa_fixalloc thread_pool = {.size = sizeof(sa_gcthread)}; /* threads_lock */
-static sem_t ack_sem;
-static uint64_t stop_gen;        /* atomic: odd while the world is stopped */
+static uint64_t nacks;           /* atomic: acknowledgements, ever */
+SA_HIDDEN uint64_t sa_gc_stop_gen; /* atomic: odd while the world is stopped */
+#define stop_gen sa_gc_stop_gen
 static pthread_key_t exit_key;
 
 /* The stack pointer of the calling frame: inlined, so the frame it
@@ -78,12 +95,17 @@ static SA_NOINLINE void stop_here(sa_gcthread *t)
 {
     __builtin_unwind_init(); /* callee-saved registers into this frame */
     uint64_t gen = sa_load_sc(&stop_gen);
+    /* A signal that arrives after the thread stopped at a safepoint (or
+     * after the world restarted) finds nothing to do. */
+    if (!(gen & 1) || sa_load_relaxed(&t->acked_gen) == gen)
+        return;
     t->stop_sp = current_sp();
+    sa_store_relaxed(&t->acked_gen, gen);
     sigset_t m;
     pthread_sigmask(SIG_SETMASK, NULL, &m);
     sigaddset(&m, SIG_SUSPEND);
     sigdelset(&m, SIG_RESTART);
-    sem_post(&ack_sem);
+    __atomic_fetch_add(&nacks, 1, __ATOMIC_SEQ_CST);
     while (sa_load_sc(&stop_gen) == gen)
         sigsuspend(&m);
     __asm__ volatile("" ::: "memory");
@@ -115,10 +137,8 @@ void sa_gc_stop_deferred(sa_gcthread *t)
     sigaddset(&block, SIG_SUSPEND);
     sigaddset(&block, SIG_RESTART);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    if (t->stop_pending) {
-        t->stop_pending = 0;
-        stop_here(t);
-    }
+    t->stop_pending = 0;
+    stop_here(t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -133,7 +153,6 @@ static void thread_exit(void *arg)
 
 void sa_gc_stw_init(void)
 {
-    sem_init(&ack_sem, 0, 0);
     if (pthread_key_create(&exit_key, thread_exit) != 0)
         sa_report_fatal("gc: cannot create the thread-exit key");
     struct sigaction sa;
@@ -320,17 +339,47 @@ void sa_gc_threads_unlock(void)
     pthread_mutex_unlock(&threads_lock);
 }
 
+/* Waits for the acknowledgements by spinning, then yielding: a thread
+ * woken from a futex after each one costs tens of microseconds of wake-up
+ * latency per stop, which would be most of the pause. Under valgrind, which
+ * runs one thread at a time, it yields at once. */
+static void wait_acks(uint64_t want)
+{
+    unsigned spin = UNDER_VALGRIND ? 0 : 200000;
+    for (unsigned i = 0; sa_load_sc(&nacks) < want; i++) {
+        if (i < spin) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Signals go only to the threads that did not stop at a safepoint within
+ * SAFEPOINT_NS: a signal costs the collector a system call per thread and
+ * the thread an interrupt. Each thread acknowledges once per generation, so
+ * it is counted once, either as already stopped or as signalled. */
+#define SAFEPOINT_NS 20000
+
 uint64_t sa_gc_stop_world(void)
 {
     uint64_t t0 = sa_gc_nanotime();
-    sa_store_sc(&stop_gen, sa_load_sc(&stop_gen) + 1);
+    uint64_t base = sa_load_sc(&nacks);
+    uint64_t gen = sa_load_sc(&stop_gen) + 1;
+    sa_store_sc(&stop_gen, gen);
+    if (!UNDER_VALGRIND)
+        for (unsigned i = 0; sa_load_sc(&nacks) - base < nthreads; i++)
+            if ((i & 63) == 63 && sa_gc_nanotime() - t0 > SAFEPOINT_NS)
+                break;
     size_t n = 0;
-    for (sa_gcthread *t = threads; t; t = t->next)
-        if (pthread_kill(t->tid, SIG_SUSPEND) == 0)
+    for (sa_gcthread *t = threads; t; t = t->next) {
+        if (sa_load_sc(&t->acked_gen) == gen || pthread_kill(t->tid, SIG_SUSPEND) == 0)
             n++;
-    for (size_t i = 0; i < n; i++)
-        while (sem_wait(&ack_sem) != 0 && errno == EINTR)
-            ;
+    }
+    wait_acks(base + n);
     return sa_gc_nanotime() - t0;
 }
 
@@ -357,8 +406,6 @@ size_t sa_gc_nthreads(void)
 void sa_gc_threads_fork_child(void (*dead)(sa_gcthread *))
 {
     pthread_mutex_init(&threads_lock, NULL);
-    sem_destroy(&ack_sem);
-    sem_init(&ack_sem, 0, 0);
     sa_gcthread *t = threads;
     while (t) {
         sa_gcthread *next = t->next;
