@@ -11,7 +11,7 @@
  *      finalizable objects point to; drain the grey queue while the program
  *      runs, its barrier feeding per-thread buffers;
  *   3. STW #2, mark termination: stop again and take the threads' barrier
- *      buffers; if they hold much work, start the world, drain, and try
+ *      buffers; if they hold any work, start the world, drain, and try
  *      again (at most 3 times; then drain inside the pause). Then queue the
  *      finalizers of unmarked objects, turn marking off, flush every thread's
  *      allocation cache, make every span unswept, and set the next goal;
@@ -25,10 +25,12 @@
  * roots, finalizer, work buffers), never an allocator lock, never ctl_lock
  * or stats locks (a stopped thread may hold those).
  *
- * Locking: cycle_lock is held for a whole cycle (sa_gc_collect and fork
- * wait on it); ctl_lock guards the request flags and counters and the two
- * condition variables. Neither is held while the world is being stopped by
- * anyone but the collector, which holds cycle_lock only.
+ * Locking: cycle_lock is held for a whole cycle (fork waits on it);
+ * ctl_lock guards the cycle counters and done_cond. Threads that wait for a
+ * cycle hold ctl_lock outside critical sections, so they may be stopped
+ * holding it: nothing inside a critical section takes it (requests are an
+ * atomic flag and a semaphore post) and the collector never takes it while
+ * the world is stopped.
  *
  * Fork: the prepare handler takes cycle_lock first, so a fork waits for the
  * running cycle (if any) to end and the child never inherits a half-marked
@@ -42,6 +44,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,9 +54,9 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t cycle_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ctl_cond = PTHREAD_COND_INITIALIZER;   /* the collector waits */
+static sem_t collector_sem;    /* the collector waits for requests on it */
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;  /* waiters for cycles */
-static int requested;          /* atomic; ctl_lock to set */
+static int requested;          /* atomic: set without a lock (see sa_gc_request) */
 static int forced_requested;   /* ctl_lock */
 static int cycle_active;       /* atomic; ctl_lock to set */
 static uint64_t cycles_started, cycles_done, cycles_swept; /* ctl_lock */
@@ -90,6 +93,7 @@ static void fork_child(void);
 static void do_init(void)
 {
     sa_ensure_init();
+    sem_init(&collector_sem, 0, 0);
     sa_gc_stw_init();
     sa_gc_fin_init();
     sa_gc_pacer_commit(0);
@@ -115,17 +119,23 @@ __attribute__((constructor)) static void gc_note_main(void)
 
 /* ---- requests and waiting ---------------------------------------------------- */
 
+/* Called inside critical sections, so it takes no lock: a thread stopped
+ * outside one may hold ctl_lock (waiting for a cycle), and a thread that
+ * blocked on it inside one would never acknowledge the stop. */
+static void post_request(void)
+{
+    int zero = 0;
+    if (__atomic_compare_exchange_n(&requested, &zero, 1, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
+        sem_post(&collector_sem);
+}
+
 void sa_gc_request(void)
 {
     if (sa_load_relaxed(&requested) || sa_load_relaxed(&cycle_active) ||
         sa_load_relaxed(&sa_gc_percent) < 0)
         return;
-    pthread_mutex_lock(&ctl_lock);
-    if (!requested && !cycle_active) {
-        sa_store_relaxed(&requested, 1);
-        pthread_cond_signal(&ctl_cond);
-    }
-    pthread_mutex_unlock(&ctl_lock);
+    post_request();
 }
 
 void sa_gc_wait_cycle(void)
@@ -137,12 +147,11 @@ void sa_gc_wait_cycle(void)
             pthread_mutex_unlock(&ctl_lock);
             return;
         }
-        sa_store_relaxed(&requested, 1);
-        pthread_cond_signal(&ctl_cond);
+        post_request();
     }
     uint64_t target = cycle_active ? cycles_started : cycles_started + 1;
     while (cycles_done < target)
-        pthread_cond_wait(&done_cond, &ctl_lock);
+        sa_gc_park_wait(&done_cond, &ctl_lock);
     pthread_mutex_unlock(&ctl_lock);
 }
 
@@ -212,11 +221,12 @@ static void run_cycle(void)
             size_t n = sa_gc_take_thread_bufs();
             c.t_markterm = t0;
             c.stop2_ns = stop;
-            if (n == 0 || n < 256 || attempt >= 3) {
+            if (n == 0 || attempt >= 3) {
                 sa_gc_drain(&w, false);
                 break;
             }
-            /* Much grey work left: let the program run while it drains. */
+            /* Grey work left (its subgraphs may be large): let the program
+             * run while it drains, then try again. */
             sa_gc_start_world();
             sa_gc_threads_unlock();
             uint64_t t1 = sa_gc_nanotime();
@@ -273,13 +283,20 @@ static void *collector_main(void *arg)
 {
     (void)arg;
     for (;;) {
-        pthread_mutex_lock(&ctl_lock);
-        while (!requested && !sa_gc_sweep_pending())
-            pthread_cond_wait(&ctl_cond, &ctl_lock);
-        bool run = requested != 0;
-        pthread_mutex_unlock(&ctl_lock);
-        if (run) {
-            run_cycle();
+        while (!sa_load_sc(&requested) && !sa_gc_sweep_pending())
+            while (sem_wait(&collector_sem) != 0)
+                ;
+        if (sa_load_sc(&requested)) {
+            /* A request raced with the end of the previous cycle: drop it
+             * unless forced or still due. */
+            pthread_mutex_lock(&ctl_lock);
+            bool due = forced_requested ||
+                       sa_load_relaxed(&sa_gc_heap_live) >= sa_load_relaxed(&sa_gc_trigger);
+            if (!due)
+                sa_store_sc(&requested, 0);
+            pthread_mutex_unlock(&ctl_lock);
+            if (due)
+                run_cycle();
             continue;
         }
         /* Background sweep, a batch at a time, so a request is seen soon. */
@@ -328,11 +345,11 @@ SA_API void sa_gc_collect(void)
     ensure_collector();
     pthread_mutex_lock(&ctl_lock);
     forced_requested = 1;
-    sa_store_relaxed(&requested, 1);
-    pthread_cond_signal(&ctl_cond);
+    sa_store_sc(&requested, 0);
+    post_request();
     uint64_t target = cycles_started + 1;
     while (cycles_swept < target)
-        pthread_cond_wait(&done_cond, &ctl_lock);
+        sa_gc_park_wait(&done_cond, &ctl_lock);
     pthread_mutex_unlock(&ctl_lock);
 }
 
@@ -434,7 +451,8 @@ static void fork_child(void)
 {
     pthread_mutex_init(&cycle_lock, NULL);
     pthread_mutex_init(&ctl_lock, NULL);
-    pthread_cond_init(&ctl_cond, NULL);
+    sem_destroy(&collector_sem);
+    sem_init(&collector_sem, 0, 0);
     pthread_cond_init(&done_cond, NULL);
     sa_gc_wbuf_fork_child();
     sa_gc_fin_fork_child();

@@ -85,6 +85,9 @@ typedef struct sa_gcthread {
     volatile sig_atomic_t incrit;   /* depth of critical sections */
     volatile sig_atomic_t stop_pending; /* a stop arrived inside one */
     uint64_t acked_gen;             /* the stop generation last acknowledged */
+    int park;                       /* atomic: 0 running, 1 parked (blocked
+                                       in the collector), 2 parked and claimed
+                                       by a stop of the world */
     volatile uintptr_t stop_sp;     /* lowest stack address to scan (when stopped) */
     uintptr_t stack_hi;             /* top of the stack (grows down) */
     pthread_t tid;
@@ -108,6 +111,9 @@ extern SA_HIDDEN uint64_t sa_gc_heap_live; /* atomic: bytes handed to caches sin
 /* ---- critical sections (stw.c) --------------------------------------------- */
 SA_HIDDEN sa_gcthread *sa_gc_thread_attach(void);
 SA_HIDDEN void sa_gc_stop_deferred(sa_gcthread *t);
+/* pthread_cond_wait for a thread outside critical sections that waits for
+ * the collector: parked, it counts as stopped without a signal. */
+SA_HIDDEN void sa_gc_park_wait(pthread_cond_t *c, pthread_mutex_t *m);
 SA_HIDDEN sa_gcthread *sa_gc_enter_self(void);
 SA_HIDDEN void sa_gc_leave_self(sa_gcthread *t);
 
@@ -233,7 +239,6 @@ SA_HIDDEN void sa_gc_pacer_commit(uint64_t marked);
 SA_HIDDEN void sa_gc_record_cycle(const sa_gccycle *c);
 SA_HIDDEN void sa_gc_record_pause(uint64_t pause_ns, uint64_t stop_ns, uint64_t end_ns);
 SA_HIDDEN void sa_gc_add_cpu(uint64_t ns);
-SA_HIDDEN uint32_t sa_gc_numgc(void);
 
 /* ---- the collector (gc.c) ------------------------------------------------------ */
 SA_HIDDEN void sa_gc_init(void);

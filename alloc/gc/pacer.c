@@ -5,9 +5,9 @@
  * Pacing is GOGC's rule without Go's feedback controller (mgcpacer.go;
  * docs/gc.md):
  *   goal    = max(marked * (1 + gc_percent/100), 4 MiB)
- *   trigger = marked + 0.7 * (goal - marked)  (concurrent: marking gets the
- *             last 30% of the runway);  = goal in stop-the-world mode
- *   hard    = goal + (goal - marked)         (concurrent: a thread that
+ *   trigger = marked + 0.6 * (goal - marked)  (concurrent: marking gets the
+ *             last 40% of the runway);  = goal in stop-the-world mode
+ *   hard    = goal + (goal - marked) / 2     (concurrent: a thread that
  *             allocates past it waits for the cycle, a crude assist);
  *           = goal in stop-the-world mode (the allocating thread that
  *             crosses the goal waits for the collection, as in Boehm)
@@ -16,7 +16,8 @@
  * counts heapLive at mcache refill, and reset to the marked bytes at the
  * end of each cycle.
  *
- * Statistics (stats_lock, never taken while the world is stopped): the
+ * Statistics (stats_lock, never taken while the world is stopped: a reader
+ * may be stopped holding it; the goal is committed with atomics): the
  * 256-entry PauseNs/PauseEnd ring with one entry per cycle (its pauses
  * summed, as Go), and, for percentiles, every individual pause and its
  * time-to-stop over the last SA_GC_PAUSE_HIST pauses.
@@ -40,7 +41,7 @@ SA_HIDDEN uint64_t sa_gc_goal = MIN_GOAL;
 SA_HIDDEN uint64_t sa_gc_hard_goal = MIN_GOAL * 2;
 
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t last_marked;          /* stats_lock */
+static uint64_t last_marked;          /* atomic (set while the world is stopped) */
 static uint32_t numgc, numforced;     /* stats_lock */
 static uint64_t pause_total, last_gc_wall;
 static uint64_t pause_ring[SA_MEMSTATS_PAUSES], pause_end_ring[SA_MEMSTATS_PAUSES];
@@ -100,15 +101,13 @@ void sa_gc_pacer_commit(uint64_t marked)
             goal = MIN_GOAL;
         uint64_t runway = goal > marked ? goal - marked : 0;
         if (sa_load_relaxed(&sa_gc_concurrent)) {
-            trigger = marked + runway / 10 * 7;
-            hard = goal + runway;
+            trigger = marked + runway / 10 * 6;
+            hard = goal + runway / 2;
         } else {
             trigger = hard = goal;
         }
     }
-    pthread_mutex_lock(&stats_lock);
-    last_marked = marked;
-    pthread_mutex_unlock(&stats_lock);
+    sa_store_relaxed(&last_marked, marked);
     sa_store_relaxed(&sa_gc_goal, goal);
     sa_store_relaxed(&sa_gc_hard_goal, hard);
     sa_store_relaxed(&sa_gc_trigger, trigger);
@@ -118,19 +117,8 @@ SA_API int sa_gc_set_percent(int percent)
 {
     sa_gc_init();
     int old = __atomic_exchange_n(&sa_gc_percent, percent < 0 ? -1 : percent, __ATOMIC_SEQ_CST);
-    pthread_mutex_lock(&stats_lock);
-    uint64_t m = last_marked;
-    pthread_mutex_unlock(&stats_lock);
-    sa_gc_pacer_commit(m);
+    sa_gc_pacer_commit(sa_load_relaxed(&last_marked));
     return old;
-}
-
-uint32_t sa_gc_numgc(void)
-{
-    pthread_mutex_lock(&stats_lock);
-    uint32_t n = numgc;
-    pthread_mutex_unlock(&stats_lock);
-    return n;
 }
 
 /* One stop of the world: its whole length and its time to stop. */

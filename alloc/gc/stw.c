@@ -32,6 +32,14 @@
  * computing. Each thread acknowledges a stop generation once (acked_gen), so
  * the signal that arrives after the thread stopped at a safepoint is a no-op.
  *
+ * Parking (Go's threads in system calls): a thread that blocks waiting for
+ * the collector (sa_gc_collect, an allocation past the hard goal) records
+ * its stack pointer and publishes park = 1 first. A stop claims it with a
+ * compare-and-swap (1 -> 2) and scans it without a signal; the thread, woken,
+ * can only unpark (1 -> 0) once the world has been started again and the
+ * claim released (2 -> 1). Signalling a blocked thread would cost the stop
+ * the spin, the system call and the wake-up.
+ *
  * Locking: threads_lock guards the list. The collector holds it from before
  * the stop until after the start, so the list cannot change while stopped.
  * A registered thread that needs it (unregistering) spins on trylock so it
@@ -370,12 +378,22 @@ uint64_t sa_gc_stop_world(void)
     uint64_t base = sa_load_sc(&nacks);
     uint64_t gen = sa_load_sc(&stop_gen) + 1;
     sa_store_sc(&stop_gen, gen);
+    /* Parked threads are claimed: they stay stopped without a signal. */
+    size_t claimed = 0;
+    for (sa_gcthread *t = threads; t; t = t->next) {
+        int one = 1;
+        if (__atomic_compare_exchange_n(&t->park, &one, 2, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            claimed++;
+    }
     if (!UNDER_VALGRIND)
-        for (unsigned i = 0; sa_load_sc(&nacks) - base < nthreads; i++)
+        for (unsigned i = 0; sa_load_sc(&nacks) - base < nthreads - claimed; i++)
             if ((i & 63) == 63 && sa_gc_nanotime() - t0 > SAFEPOINT_NS)
                 break;
     size_t n = 0;
     for (sa_gcthread *t = threads; t; t = t->next) {
+        if (sa_load_relaxed(&t->park) == 2)
+            continue;
         if (sa_load_sc(&t->acked_gen) == gen || pthread_kill(t->tid, SIG_SUSPEND) == 0)
             n++;
     }
@@ -386,8 +404,37 @@ uint64_t sa_gc_stop_world(void)
 void sa_gc_start_world(void)
 {
     sa_store_sc(&stop_gen, sa_load_sc(&stop_gen) + 1);
-    for (sa_gcthread *t = threads; t; t = t->next)
-        pthread_kill(t->tid, SIG_RESTART);
+    for (sa_gcthread *t = threads; t; t = t->next) {
+        if (sa_load_relaxed(&t->park) == 2)
+            sa_store_sc(&t->park, 1); /* release the claim */
+        else
+            pthread_kill(t->tid, SIG_RESTART);
+    }
+}
+
+/* A parked thread's stack is scanned from stop_sp, recorded here with the
+ * callee-saved registers spilled into this frame, which stays live while
+ * the thread blocks below it. Unparking waits while a stop has claimed it. */
+SA_NOINLINE void sa_gc_park_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    sa_gcthread *t = sa_gc_self;
+    if (!t || !t->registered || t->incrit) {
+        pthread_cond_wait(c, m);
+        return;
+    }
+    __builtin_unwind_init();
+    t->stop_sp = current_sp();
+    sa_store_sc(&t->park, 1);
+    pthread_cond_wait(c, m);
+    for (;;) {
+        int one = 1;
+        if (__atomic_compare_exchange_n(&t->park, &one, 0, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            break;
+        struct timespec ts = {0, 1000};
+        nanosleep(&ts, NULL);
+    }
+    __asm__ volatile("" ::: "memory");
 }
 
 void sa_gc_each_thread(void (*fn)(sa_gcthread *, void *), void *arg)
@@ -415,6 +462,7 @@ void sa_gc_threads_fork_child(void (*dead)(sa_gcthread *))
             free_thread(t);
         } else {
             t->tid = pthread_self();
+            t->park = 0;
         }
         t = next;
     }
