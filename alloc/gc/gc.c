@@ -133,7 +133,7 @@ static void post_request(void)
 void sa_gc_request(void)
 {
     if (sa_load_relaxed(&requested) || sa_load_relaxed(&cycle_active) ||
-        sa_load_relaxed(&sa_gc_percent) < 0)
+        sa_load_relaxed(&sa_gc_trigger) == UINT64_MAX)
         return;
     post_request();
 }

@@ -12,7 +12,8 @@
  *           = goal in stop-the-world mode (the allocating thread that
  *             crosses the goal waits for the collection, as in Boehm)
  * gc_percent = off (-1) disables automatic cycles; sa_gc_collect still runs
- * them. heap_live is counted when a thread loads an allocation window, as Go
+ * them. A soft memory limit (the scavenger's, SPANALLOC=memory_limit) caps
+ * the goal at 95% of it, as GOMEMLIMIT does, also with gc_percent off. heap_live is counted when a thread loads an allocation window, as Go
  * counts heapLive at mcache refill, and reset to the marked bytes at the
  * end of each cycle.
  *
@@ -93,12 +94,24 @@ void sa_gc_pacer_commit(uint64_t marked)
         start_ns = sa_gc_nanotime();
     uint64_t goal, trigger, hard;
     int pct = sa_load_relaxed(&sa_gc_percent);
-    if (pct < 0) {
+    /* The soft memory limit the scavenger keeps (SPANALLOC=memory_limit):
+     * the goal stays at 95% of it, but leaves the program at least 1/16 of
+     * the live heap to allocate into (or every allocation would collect). */
+    uint64_t limit = sa_get_memory_limit();
+    uint64_t limit_goal = UINT64_MAX;
+    if (limit) {
+        limit_goal = limit / 100 * 95;
+        if (limit_goal < marked + marked / 16)
+            limit_goal = marked + marked / 16;
+    }
+    if (pct < 0 && limit_goal == UINT64_MAX) {
         goal = trigger = hard = UINT64_MAX;
     } else {
-        goal = marked + marked / 100 * (uint64_t)pct;
+        goal = pct < 0 ? UINT64_MAX : marked + marked / 100 * (uint64_t)pct;
         if (goal < MIN_GOAL)
             goal = MIN_GOAL;
+        if (goal > limit_goal)
+            goal = limit_goal;
         uint64_t runway = goal > marked ? goal - marked : 0;
         if (sa_load_relaxed(&sa_gc_concurrent)) {
             trigger = marked + runway / 10 * 6;

@@ -358,6 +358,22 @@ Test(gc_api, percent_off_stops_automatic_cycles)
     cr_assert_gt(m1.num_gc, m0.num_gc + 1, "no automatic cycle at gc_percent 50");
 }
 
+Test(gc_api, memory_limit_caps_the_goal_even_with_percent_off)
+{
+    sa_gc_set_percent(-1);
+    sa_set_memory_limit((size_t)64 << 20);
+    sa_gc_collect(); /* the next goal is computed with the limit */
+    sa_memstats m0, m1;
+    sa_read_memstats(&m0);
+    cr_assert_leq(m0.next_gc, (uint64_t)64 << 20);
+    cr_assert_gt(m0.next_gc, 0);
+    for (int i = 0; i < 200; i++)
+        sa_gc_alloc(1 << 20, SA_GC_NOSCAN); /* 200 MiB of garbage */
+    sa_read_memstats(&m1);
+    cr_assert_gt(m1.num_gc, m0.num_gc, "no cycle under a 64 MiB limit with gc_percent off");
+    sa_set_memory_limit(0);
+}
+
 static void *make_garbage(void *arg)
 {
     (void)arg;
