@@ -347,18 +347,27 @@ void sa_gc_threads_unlock(void)
     pthread_mutex_unlock(&threads_lock);
 }
 
-/* Waits for the acknowledgements by spinning, then yielding: a thread
- * woken from a futex after each one costs tens of microseconds of wake-up
- * latency per stop, which would be most of the pause. Under valgrind, which
- * runs one thread at a time, it yields at once. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Waits for the acknowledgements: a short spin, then sched_yield, then
+ * sleeps. Sleeping on a semaphore instead (a futex wake-up per
+ * acknowledgement) was tens of microseconds per stop, most of the pause; a
+ * long spin starves the very thread it waits for when both share a CPU
+ * (seen as 3-4 ms stops, a scheduler tick, on a loaded 2-CPU machine).
+ * Under valgrind, which runs one thread at a time, it yields at once. */
 static void wait_acks(uint64_t want)
 {
-    unsigned spin = UNDER_VALGRIND ? 0 : 200000;
+    unsigned spin = UNDER_VALGRIND ? 0 : 2000;
     for (unsigned i = 0; sa_load_sc(&nacks) < want; i++) {
         if (i < spin) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
+            cpu_relax();
+        } else if (i < spin + 20000) {
+            sched_yield();
         } else {
             struct timespec ts = {0, 20000};
             nanosleep(&ts, NULL);
@@ -387,9 +396,14 @@ uint64_t sa_gc_stop_world(void)
             claimed++;
     }
     if (!UNDER_VALGRIND)
-        for (unsigned i = 0; sa_load_sc(&nacks) - base < nthreads - claimed; i++)
-            if ((i & 63) == 63 && sa_gc_nanotime() - t0 > SAFEPOINT_NS)
+        for (unsigned i = 0; sa_load_sc(&nacks) - base < nthreads - claimed; i++) {
+            if (i < 500)
+                cpu_relax();
+            else
+                sched_yield();
+            if ((i & 15) == 15 && sa_gc_nanotime() - t0 > SAFEPOINT_NS)
                 break;
+        }
     size_t n = 0;
     for (sa_gcthread *t = threads; t; t = t->next) {
         if (sa_load_relaxed(&t->park) == 2)
