@@ -310,6 +310,9 @@ void sa_gc_drain(sa_gcwork *w, bool check_stop)
             w->buf = b = g;
         }
         uintptr_t obj = b->obj[--b->n];
+        /* The next grey object is most likely a cache miss: start it now. */
+        if (b->n)
+            __builtin_prefetch((const void *)b->obj[b->n - 1]);
         scan_object(obj, w);
     }
 }
