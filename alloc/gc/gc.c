@@ -221,7 +221,8 @@ static void run_cycle(void)
             size_t n = sa_gc_take_thread_bufs();
             c.t_markterm = t0;
             c.stop2_ns = stop;
-            if (n == 0 || attempt >= 3) {
+            /* Buffers threads handed over after the drain ended count too. */
+            if ((n == 0 && sa_gc_work_empty()) || attempt >= 3) {
                 sa_gc_drain(&w, false);
                 break;
             }
