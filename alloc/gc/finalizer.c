@@ -138,8 +138,23 @@ SA_API int sa_gc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void
     return r;
 }
 
-/* Start of a cycle (collector, concurrent phase): what finalizable objects
- * point to, and everything queued, are roots. */
+/* STW #1, with the other roots: queued and running finalizers' objects and
+ * args. In the snapshot, because a finalizer may move its object from the
+ * queue into a root range (stores there have no barrier) while the cycle
+ * marks. */
+void sa_gc_fin_mark_queue(sa_gcwork *w)
+{
+    pthread_mutex_lock(&fin_lock);
+    for (fin_entry *e = queue; e; e = e->next) {
+        sa_gc_shade(e->obj, w);
+        sa_gc_shade((uintptr_t)e->arg, w);
+    }
+    pthread_mutex_unlock(&fin_lock);
+}
+
+/* Concurrent phase: what finalizable objects point to is a root (the
+ * objects themselves are held by the program, hence in the snapshot, or
+ * unreachable). */
 void sa_gc_fin_mark_roots(sa_gcwork *w)
 {
     pthread_mutex_lock(&fin_lock);
@@ -154,10 +169,6 @@ void sa_gc_fin_mark_roots(sa_gcwork *w)
                 sa_gc_shade((uintptr_t)e->arg, w);
             }
         }
-    }
-    for (fin_entry *e = queue; e; e = e->next) {
-        sa_gc_shade(e->obj, w);
-        sa_gc_shade((uintptr_t)e->arg, w);
     }
     pthread_mutex_unlock(&fin_lock);
 }

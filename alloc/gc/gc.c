@@ -202,6 +202,7 @@ static void run_cycle(void)
     sa_store_relaxed(&sa_gc_wb_on, concurrent ? 1 : 0);
     sa_gc_scan_roots(&w, &c.root_bytes);
     sa_gc_scan_stacks(&w, &c.stack_bytes);
+    sa_gc_fin_mark_queue(&w);
     c.t_mark = sa_gc_nanotime();
     if (!concurrent) {
         sa_gc_fin_mark_roots(&w);

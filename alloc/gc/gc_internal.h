@@ -210,6 +210,7 @@ SA_HIDDEN void sa_gc_roots_fork_child(void);
 
 /* ---- finalizers (finalizer.c) ---------------------------------------------- */
 SA_HIDDEN void sa_gc_fin_init(void);
+SA_HIDDEN void sa_gc_fin_mark_queue(sa_gcwork *w);
 SA_HIDDEN void sa_gc_fin_mark_roots(sa_gcwork *w);
 SA_HIDDEN size_t sa_gc_fin_collect(uint64_t *bytes);
 SA_HIDDEN void sa_gc_fin_wake(void);

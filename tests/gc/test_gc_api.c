@@ -334,6 +334,43 @@ Test(gc_api, finalizer_chain_runs_the_pointing_object_first)
     cr_assert_eq((uintptr_t)g_order[1], ~(uintptr_t)g_chain_b);
 }
 
+static void *g_resurrected;
+static atomic_int g_fin_res;
+
+static void fin_resurrect(void *obj, void *arg)
+{
+    (void)arg;
+    g_resurrected = obj; /* a root range: the object lives on */
+    atomic_fetch_add(&g_fin_res, 1);
+}
+
+static void *make_resurrectable(void *arg)
+{
+    (void)arg;
+    void *o = sa_gc_alloc(333, 0);
+    sa_fill(o, 333);
+    sa_gc_set_finalizer(o, fin_resurrect, NULL);
+    return NULL;
+}
+
+static int res_done(void) { return atomic_load(&g_fin_res) == 1; }
+
+Test(gc_api, a_finalizer_may_resurrect_its_object)
+{
+    cr_assert_eq(sa_gc_add_root(&g_resurrected, sizeof g_resurrected), 0);
+    in_thread(make_resurrectable, NULL);
+    collect_until(res_done, 30);
+    cr_assert_eq(atomic_load(&g_fin_res), 1);
+    for (int i = 0; i < 4; i++) {
+        churn(20000);
+        sa_gc_collect();
+        sa_gc_run_finalizers();
+    }
+    cr_assert_eq(atomic_load(&g_fin_res), 1, "the finalizer ran again");
+    cr_assert_eq(sa_gc_base(g_resurrected), g_resurrected, "the resurrected object was freed");
+    cr_assert_eq(sa_check(g_resurrected, 333), (size_t)-1, "the resurrected object was reused");
+}
+
 /* ---- pacing, statistics, heap check -------------------------------------------------- */
 
 Test(gc_api, percent_off_stops_automatic_cycles)
