@@ -211,6 +211,7 @@ static void run_cycle(void)
     } else {
         sa_gc_start_world();
         sa_gc_threads_unlock();
+        c.t_mark = sa_gc_nanotime(); /* the pause ends once restarts are sent */
         sa_gc_record_pause(c.t_mark - c.t_start, c.stop1_ns, c.t_mark);
         uint64_t mcpu0 = sa_gc_thread_cputime();
         sa_gc_fin_mark_roots(&w);
@@ -252,9 +253,9 @@ static void run_cycle(void)
     sa_gc_flip_sweep();
     sa_store_relaxed(&sa_gc_heap_live, marked);
     sa_gc_pacer_commit(marked);
-    c.t_end = sa_gc_nanotime();
     sa_gc_start_world();
     sa_gc_threads_unlock();
+    c.t_end = sa_gc_nanotime();
     if (concurrent)
         sa_gc_record_pause(c.t_end - c.t_markterm, c.stop2_ns, c.t_end);
     else
