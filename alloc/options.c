@@ -18,7 +18,7 @@
  *   prof_dump_at_exit=PATH  write the heap profile to PATH at exit (%p in
  *                       PATH becomes the process id)
  *   fail_os_after=N     debug builds: the N-th mmap/madvise from now fails
- *   gc_percent=N|off, gctrace=0|1, gc_mode=stw|concurrent
+ *   gc_percent=N|off, gctrace=0|1, gc_mode=stw|concurrent, gc_markers=1|2
  *                       collector builds (SPANALLOC_GC): see docs/gc.md
  * They tune the build-time scavenger policy; they do not replace it.
  */

@@ -206,7 +206,7 @@ static void run_cycle(void)
     c.t_mark = sa_gc_nanotime();
     if (!concurrent) {
         sa_gc_fin_mark_roots(&w);
-        sa_gc_drain(&w, false);
+        sa_gc_drain_parallel(&w);
         c.t_markterm = sa_gc_nanotime();
     } else {
         sa_gc_start_world();
@@ -285,6 +285,7 @@ static void run_cycle(void)
 static void *collector_main(void *arg)
 {
     (void)arg;
+    sa_gc_start_helper();
     for (;;) {
         while (!sa_load_sc(&requested) && !sa_gc_sweep_pending())
             while (sem_wait(&collector_sem) != 0)
@@ -379,7 +380,7 @@ SA_API size_t sa_gc_size(void *p)
     return sa_gc_object_start((uintptr_t)p, &size) ? size : 0;
 }
 
-/* ---- options (SPANALLOC=gc_percent=...,gctrace=1,gc_mode=stw) ---------------------- */
+/* ---- options (SPANALLOC=gc_percent=...,gctrace=1,gc_mode=stw,gc_markers=1) ------- */
 
 static bool key_is(const char *key, size_t klen, const char *name)
 {
@@ -410,6 +411,12 @@ int sa_gc_option(const char *key, size_t klen, const char *val, size_t vlen)
         if (vlen != 1 || (val[0] != '0' && val[0] != '1'))
             return -1;
         sa_store_relaxed(&sa_gc_trace, val[0] - '0');
+        return 0;
+    }
+    if (key_is(key, klen, "gc_markers")) {
+        if (vlen != 1 || (val[0] != '1' && val[0] != '2'))
+            return -1;
+        sa_store_relaxed(&sa_gc_markers, val[0] - '0');
         return 0;
     }
     if (key_is(key, klen, "gc_mode")) {
@@ -463,6 +470,7 @@ static void fork_child(void)
     sa_gc_heap_fork_child();
     sa_gc_threads_fork_child(sa_gc_heap_fork_dead_thread);
     sa_gc_mark_reset();
+    sa_gc_helper_fork_child();
     collector_started = 0;
     requested = 0;
     cycle_active = 0;

@@ -188,6 +188,10 @@ typedef struct sa_gcwork {
 SA_HIDDEN void sa_gc_shade(uintptr_t p, sa_gcwork *w);
 SA_HIDDEN void sa_gc_scan_range(uintptr_t lo, uintptr_t hi, sa_gcwork *w, bool untrusted);
 SA_HIDDEN void sa_gc_drain(sa_gcwork *w, bool check_stop);
+/* World stopped: drains with the second marker thread, if it runs. */
+SA_HIDDEN void sa_gc_drain_parallel(sa_gcwork *w);
+SA_HIDDEN void sa_gc_start_helper(void);
+SA_HIDDEN void sa_gc_helper_fork_child(void);
 SA_HIDDEN void sa_gc_work_flush(sa_gcwork *w);
 SA_HIDDEN bool sa_gc_work_empty(void);
 SA_HIDDEN size_t sa_gc_take_thread_bufs(void);
@@ -231,6 +235,7 @@ typedef struct sa_gccycle {
 extern SA_HIDDEN int sa_gc_percent;   /* -1: off */
 extern SA_HIDDEN int sa_gc_trace;
 extern SA_HIDDEN int sa_gc_concurrent;
+extern SA_HIDDEN int sa_gc_markers; /* marker threads while the world is stopped: 1 or 2 */
 extern SA_HIDDEN uint64_t sa_gc_trigger; /* atomic: heap_live that starts a cycle */
 extern SA_HIDDEN uint64_t sa_gc_goal;    /* atomic */
 extern SA_HIDDEN uint64_t sa_gc_hard_goal; /* atomic: allocating threads wait past it */

@@ -31,6 +31,9 @@
  * threads take it only inside a critical section.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <string.h>
 
 #include "../track.h"
@@ -295,11 +298,31 @@ static void scan_object(uintptr_t obj, sa_gcwork *w)
     scan_words((const uintptr_t *)obj, (const uintptr_t *)(obj + size), w);
 }
 
+static int parallel_on; /* atomic: a helper drains too; share work */
+SA_HIDDEN int sa_gc_markers = 2; /* SPANALLOC=gc_markers=1 turns the helper off */
+
+/* Hands half of a deep local buffer to the global list when it is empty,
+ * so an idle helper has something to take (a tree walk rarely fills a
+ * buffer on its own). */
+static void share_work(sa_gcwork *w)
+{
+    sa_wbuf *b = w->buf;
+    if (b->n < 4 || sa_load_relaxed(&full_bufs) != NULL)
+        return;
+    sa_wbuf *nb = get_buf();
+    size_t half = b->n / 2;
+    memcpy(nb->obj, b->obj, half * sizeof(uintptr_t));
+    memmove(b->obj, b->obj + half, (b->n - half) * sizeof(uintptr_t));
+    nb->n = half;
+    b->n -= half;
+    put_full(nb);
+}
+
 /* Blackens grey objects until no work is left anywhere. */
 void sa_gc_drain(sa_gcwork *w, bool check_stop)
 {
     (void)check_stop;
-    for (;;) {
+    for (unsigned i = 0;; i++) {
         sa_wbuf *b = w->buf;
         if (!b || b->n == 0) {
             sa_wbuf *g = take_full();
@@ -314,7 +337,110 @@ void sa_gc_drain(sa_gcwork *w, bool check_stop)
         if (b->n)
             __builtin_prefetch((const void *)b->obj[b->n - 1]);
         scan_object(obj, w);
+        if ((i & 15) == 15 && sa_load_relaxed(&parallel_on))
+            share_work(w);
     }
+}
+
+/* ---- parallel drain (world stopped, gc_mode=stw) ----------------------------------
+ * A second marker thread helps while the world is stopped, when the
+ * program's CPUs are idle anyway. Termination: a worker that runs out of
+ * work decrements nbusy and waits for either new global work (it
+ * increments nbusy before taking any) or nbusy == 0 with the list empty --
+ * nobody busy means nobody can push, so the mark is complete. */
+static int nbusy;               /* atomic */
+static uint64_t helper_gen;     /* atomic: sessions started */
+static uint64_t helper_done;    /* atomic: sessions the helper finished */
+static uint64_t helper_marked;  /* the helper's marked bytes, per session */
+static sem_t helper_sem;
+static int helper_ok;           /* the helper thread runs */
+
+static inline void relax(unsigned i)
+{
+    if (i < 1000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else {
+        sched_yield();
+    }
+}
+
+static void worker(sa_gcwork *w)
+{
+    for (;;) {
+        sa_gc_drain(w, false);
+        __atomic_fetch_sub(&nbusy, 1, __ATOMIC_SEQ_CST);
+        for (unsigned i = 0;; i++) {
+            if (sa_load_sc(&full_bufs) != NULL) {
+                __atomic_fetch_add(&nbusy, 1, __ATOMIC_SEQ_CST);
+                if (sa_load_sc(&full_bufs) != NULL)
+                    break; /* back to draining */
+                __atomic_fetch_sub(&nbusy, 1, __ATOMIC_SEQ_CST);
+            }
+            if (sa_load_sc(&nbusy) == 0 && sa_load_sc(&full_bufs) == NULL)
+                return;
+            relax(i);
+        }
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    sa_gcwork hw;
+    memset(&hw, 0, sizeof hw);
+    for (;;) {
+        while (sem_wait(&helper_sem) != 0)
+            ;
+        uint64_t gen = sa_load_sc(&helper_gen);
+        hw.marked_bytes = 0;
+        worker(&hw);
+        sa_gc_work_flush(&hw);
+        sa_store_relaxed(&helper_marked, hw.marked_bytes);
+        sa_store_sc(&helper_done, gen);
+    }
+    return NULL;
+}
+
+/* From the collector thread, world running (creating a thread allocates). */
+void sa_gc_start_helper(void)
+{
+    if (helper_ok || sa_load_relaxed(&sa_gc_markers) < 2)
+        return;
+    sem_init(&helper_sem, 0, 0);
+    pthread_t tid;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    helper_ok = pthread_create(&tid, &a, helper_main, NULL) == 0;
+    pthread_attr_destroy(&a);
+}
+
+void sa_gc_helper_fork_child(void)
+{
+    helper_ok = 0;
+    sa_store_relaxed(&parallel_on, 0);
+}
+
+/* Drains with the helper when there is one. */
+void sa_gc_drain_parallel(sa_gcwork *w)
+{
+    if (!helper_ok) {
+        sa_gc_drain(w, false);
+        return;
+    }
+    sa_gc_work_flush(w); /* the helper may start with our roots */
+    sa_store_sc(&nbusy, 2);
+    sa_store_sc(&parallel_on, 1);
+    uint64_t gen = sa_load_sc(&helper_gen) + 1;
+    sa_store_sc(&helper_gen, gen);
+    sem_post(&helper_sem);
+    worker(w);
+    for (unsigned i = 0; sa_load_sc(&helper_done) != gen; i++)
+        relax(i);
+    sa_store_sc(&parallel_on, 0);
+    w->marked_bytes += sa_load_relaxed(&helper_marked);
 }
 
 /* World stopped: hands every thread's barrier buffer to the global list.
