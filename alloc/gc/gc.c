@@ -164,9 +164,9 @@ typedef struct term_sum {
 static void end_thread_cycle(sa_gcthread *t, void *arg)
 {
     term_sum *s = arg;
+    sa_gc_flush_cache(t); /* first: takes back black windows' unused slots */
     s->bytes += t->black_bytes + t->shade_bytes;
     t->black_bytes = t->shade_bytes = 0;
-    sa_gc_flush_cache(t);
 }
 
 static void run_cycle(void)
@@ -209,9 +209,8 @@ static void run_cycle(void)
         sa_gc_drain_parallel(&w);
         c.t_markterm = sa_gc_nanotime();
     } else {
-        sa_gc_start_world();
+        c.t_mark = sa_gc_start_world();
         sa_gc_threads_unlock();
-        c.t_mark = sa_gc_nanotime(); /* the pause ends once restarts are sent */
         sa_gc_record_pause(c.t_mark - c.t_start, c.stop1_ns, c.t_mark);
         uint64_t mcpu0 = sa_gc_thread_cputime();
         sa_gc_fin_mark_roots(&w);
@@ -230,9 +229,8 @@ static void run_cycle(void)
             }
             /* Grey work left (its subgraphs may be large): let the program
              * run while it drains, then try again. */
-            sa_gc_start_world();
+            uint64_t t1 = sa_gc_start_world();
             sa_gc_threads_unlock();
-            uint64_t t1 = sa_gc_nanotime();
             sa_gc_record_pause(t1 - t0, stop, t1);
             sa_gc_drain(&w, true);
         }
@@ -253,9 +251,8 @@ static void run_cycle(void)
     sa_gc_flip_sweep();
     sa_store_relaxed(&sa_gc_heap_live, marked);
     sa_gc_pacer_commit(marked);
-    sa_gc_start_world();
+    c.t_end = sa_gc_start_world();
     sa_gc_threads_unlock();
-    c.t_end = sa_gc_nanotime();
     if (concurrent)
         sa_gc_record_pause(c.t_end - c.t_markterm, c.stop2_ns, c.t_end);
     else

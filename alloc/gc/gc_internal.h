@@ -57,6 +57,7 @@ typedef struct sa_gcspan {
     sa_span *span;
     struct sa_gcspan *next; /* list link, gc heap lock */
     uint8_t cls;            /* cache slot index; 0xff for large */
+    uint8_t window_black;   /* owner: the loaded window was marked at load */
 } sa_gcspan;
 
 static inline sa_gcspan *sa_gcspan_of(uint64_t *markbits)
@@ -144,7 +145,7 @@ SA_HIDDEN void sa_gc_note_main_thread(void);
 SA_HIDDEN void sa_gc_unregister_self(void);
 /* Stops every registered thread but the caller; returns ns to stop them. */
 SA_HIDDEN uint64_t sa_gc_stop_world(void);
-SA_HIDDEN void sa_gc_start_world(void);
+SA_HIDDEN uint64_t sa_gc_start_world(void); /* returns when the world was released */
 /* World stopped: calls fn for each registered thread. */
 SA_HIDDEN void sa_gc_each_thread(void (*fn)(sa_gcthread *, void *), void *arg);
 SA_HIDDEN size_t sa_gc_nthreads(void);
