@@ -213,8 +213,11 @@ static void run_cycle(void)
         sa_gc_threads_unlock();
         sa_gc_record_pause(c.t_mark - c.t_start, c.stop1_ns, c.t_mark);
         uint64_t mcpu0 = sa_gc_thread_cputime();
+        sa_gc_set_sharing(true); /* assists take work from the global list */
         sa_gc_fin_mark_roots(&w);
         sa_gc_drain(&w, true);
+        sa_gc_set_sharing(false); /* no more assists: head for termination */
+        sa_gc_drain(&w, true);    /* what assists handed back meanwhile */
         for (int attempt = 0;; attempt++) {
             uint64_t t0 = sa_gc_nanotime();
             sa_gc_threads_lock();

@@ -192,6 +192,10 @@ SA_HIDDEN void sa_gc_drain(sa_gcwork *w, bool check_stop);
 /* World stopped: drains with the second marker thread, if it runs. */
 SA_HIDDEN void sa_gc_drain_parallel(sa_gcwork *w);
 SA_HIDDEN void sa_gc_start_helper(void);
+/* Inside a critical section while marking: scan some grey objects. */
+SA_HIDDEN void sa_gc_assist(sa_gcthread *t);
+/* Keep the global grey list stocked for assists and the helper. */
+SA_HIDDEN void sa_gc_set_sharing(bool on);
 SA_HIDDEN void sa_gc_helper_fork_child(void);
 SA_HIDDEN void sa_gc_work_flush(sa_gcwork *w);
 SA_HIDDEN bool sa_gc_work_empty(void);

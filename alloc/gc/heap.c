@@ -142,7 +142,8 @@ static void account_window(sa_gcthread *t, sa_gcspan *g)
 {
     sa_span *s = g->span;
     uint64_t add = (uint64_t)s->windowFree * s->elemsize;
-    if (sa_load_relaxed(&sa_gc_phase) != SA_GC_OFF) {
+    bool marking = sa_load_relaxed(&sa_gc_phase) != SA_GC_OFF;
+    if (marking) {
         __atomic_fetch_or(&g->markbits[s->freeindex >> 6], s->allocCache, __ATOMIC_RELAXED);
         t->black_bytes += add;
         g->window_black = 1;
@@ -150,8 +151,12 @@ static void account_window(sa_gcthread *t, sa_gcspan *g)
         g->window_black = 0;
     }
     uint64_t live = __atomic_add_fetch(&sa_gc_heap_live, add, __ATOMIC_RELAXED);
-    if (live >= sa_load_relaxed(&sa_gc_trigger))
-        sa_gc_request();
+    if (live >= sa_load_relaxed(&sa_gc_trigger)) {
+        if (marking && live >= sa_load_relaxed(&sa_gc_goal))
+            sa_gc_assist(t); /* the marker is behind: help it */
+        else
+            sa_gc_request();
+    }
 }
 
 static void unaccount_window(sa_gcthread *t, sa_gcspan *g)

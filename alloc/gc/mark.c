@@ -342,6 +342,42 @@ void sa_gc_drain(sa_gcwork *w, bool check_stop)
     }
 }
 
+/* ---- assists (concurrent mark) --------------------------------------------------------
+ * A thread that loads an allocation window while marking and past the goal
+ * scans some grey objects itself (Go's mark assist), inside its critical
+ * section: it takes a buffer from the global list, blackens up to
+ * ASSIST_OBJECTS objects, and hands what is left back before it leaves, so
+ * no grey work hides in a stopped thread. The collector keeps the global
+ * list stocked (share_work) while parallel_on is set. */
+#define ASSIST_OBJECTS 256
+
+void sa_gc_assist(sa_gcthread *t)
+{
+    /* Only while the collector drains: once it heads for termination, an
+     * assist holding a buffer would send the world back to running. */
+    if (!sa_load_relaxed(&parallel_on))
+        return;
+    sa_wbuf *b = take_full();
+    if (!b)
+        return;
+    sa_gcwork w;
+    memset(&w, 0, sizeof w);
+    w.buf = b;
+    for (unsigned i = 0; i < ASSIST_OBJECTS && w.buf->n; i++) {
+        uintptr_t obj = w.buf->obj[--w.buf->n];
+        if (w.buf->n)
+            __builtin_prefetch((const void *)w.buf->obj[w.buf->n - 1]);
+        scan_object(obj, &w);
+    }
+    sa_gc_work_flush(&w);
+    t->shade_bytes += w.marked_bytes;
+}
+
+void sa_gc_set_sharing(bool on)
+{
+    sa_store_sc(&parallel_on, on ? 1 : 0);
+}
+
 /* ---- parallel drain (world stopped, gc_mode=stw) ----------------------------------
  * A second marker thread helps while the world is stopped, when the
  * program's CPUs are idle anyway. Termination: a worker that runs out of

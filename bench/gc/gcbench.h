@@ -17,7 +17,8 @@
  *
  * Output: one line "RESULT bench=... gc=... mode=... seconds=...
  * max_pause_us=... p99_pause_us=... p50_pause_us=... cycles=...
- * peak_rss_kb=..." (peak_rss_kb is VmHWM, as in bench/workloads).
+ * peak_rss_kb=... stop_max_us=... stop_p99_us=..." (peak_rss_kb is VmHWM,
+ * as in bench/workloads; the time-to-stop fields are -1 for Boehm).
  */
 #ifndef GCBENCH_H
 #define GCBENCH_H
@@ -59,6 +60,7 @@ static inline long gcb_peak_rss_kb(void)
 
 typedef struct gcb_pauses {
     double max_us, p99_us, p50_us;
+    double stop_max_us, stop_p99_us; /* time-to-stop (spanalloc only; -1 otherwise) */
     unsigned long cycles;
 } gcb_pauses;
 
@@ -105,6 +107,7 @@ static inline void gcb_read_pauses(gcb_pauses *p)
 {
     size_t n = gcb_npauses;
     memset(p, 0, sizeof *p);
+    p->stop_max_us = p->stop_p99_us = -1;
     p->cycles = (unsigned long)GC_get_gc_no();
     if (n == 0)
         return;
@@ -140,6 +143,8 @@ static inline void gcb_read_pauses(gcb_pauses *p)
     p->max_us = m.pause_max_ns / 1e3;
     p->p99_us = m.pause_p99_ns / 1e3;
     p->p50_us = m.pause_p50_ns / 1e3;
+    p->stop_max_us = m.stop_max_ns / 1e3;
+    p->stop_p99_us = m.stop_p99_ns / 1e3;
 }
 #endif
 
@@ -148,9 +153,9 @@ static inline void gcb_result(const char *bench, double seconds, const char *ext
     gcb_pauses p;
     gcb_read_pauses(&p);
     printf("RESULT bench=%s gc=%s mode=%s seconds=%.3f max_pause_us=%.1f p99_pause_us=%.1f "
-           "p50_pause_us=%.1f cycles=%lu peak_rss_kb=%ld%s%s\n",
+           "p50_pause_us=%.1f cycles=%lu peak_rss_kb=%ld stop_max_us=%.1f stop_p99_us=%.1f%s%s\n",
            bench, GCB_NAME, gcb_mode(), seconds, p.max_us, p.p99_us, p.p50_us, p.cycles,
-           gcb_peak_rss_kb(), extra ? " " : "", extra ? extra : "");
+           gcb_peak_rss_kb(), p.stop_max_us, p.stop_p99_us, extra ? " " : "", extra ? extra : "");
     fflush(stdout);
 }
 
