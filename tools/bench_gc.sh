@@ -7,8 +7,9 @@
 # workload as spanalloc in gc_mode=concurrent, spanalloc in gc_mode=stw and
 # Boehm GC (Debian libgc-dev, default settings), N times each (default 1),
 # and prints one table row per workload and collector: the run with the
-# median total time, its max/p99/p50 stop-the-world pause, cycles and peak
-# RSS. Every RESULT line goes to DIR/results.txt and the spanalloc runs'
+# median total time, its max/p99/p50 stop-the-world pause, spanalloc's
+# longest time-to-stop (the part of a pause spent waiting for threads to
+# stop; Boehm does not report it), cycles and peak RSS. Every RESULT line goes to DIR/results.txt and the spanalloc runs'
 # gctrace lines to DIR/<workload>-<mode>.gctrace (tools/gctrace_hist.py
 # draws them). DIR defaults to build-bench-gc/results.
 #
@@ -91,14 +92,15 @@ awk '
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
   }
   END {
-    printf "%-13s %-10s %-11s %9s %11s %11s %11s %7s %9s\n", "bench", "gc", "mode", "total_s", "max_us", "p99_us", "p50_us", "cycles", "rss_MB"
+    printf "%-13s %-10s %-11s %9s %11s %11s %11s %12s %7s %9s\n", "bench", "gc", "mode", "total_s", "max_us", "p99_us", "p50_us", "stop_max_us", "cycles", "rss_MB"
     for (k = 1; k <= nk; k++) {
       key = order[k]; m = n[key]
       # sort indices by time (insertion sort), take the middle one
       for (i = 1; i <= m; i++) idx[i] = i
       for (i = 2; i <= m; i++) { j = i; while (j > 1 && secs[key, idx[j-1]] > secs[key, idx[j]]) { t = idx[j]; idx[j] = idx[j-1]; idx[j-1] = t; j-- } }
       $0 = rows[key, idx[int((m + 1) / 2)]]
-      printf "%-13s %-10s %-11s %9.3f %11.1f %11.1f %11.1f %7d %9.1f\n", val("bench"), val("gc"), val("mode"), val("seconds"), val("max_pause_us"), val("p99_pause_us"), val("p50_pause_us"), val("cycles"), val("peak_rss_kb") / 1024
+      stop = val("stop_max_us"); if (stop == "" || stop + 0 < 0) stop = "-"
+      printf "%-13s %-10s %-11s %9.3f %11.1f %11.1f %11.1f %12s %7d %9.1f\n", val("bench"), val("gc"), val("mode"), val("seconds"), val("max_pause_us"), val("p99_pause_us"), val("p50_pause_us"), stop, val("cycles"), val("peak_rss_kb") / 1024
     }
   }' "$results"
 echo
