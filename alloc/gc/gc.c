@@ -215,9 +215,9 @@ static void run_cycle(void)
         uint64_t mcpu0 = sa_gc_thread_cputime();
         sa_gc_set_sharing(true); /* assists take work from the global list */
         sa_gc_fin_mark_roots(&w);
-        sa_gc_drain(&w, true);
+        sa_gc_drain(&w);
         sa_gc_set_sharing(false); /* no more assists: head for termination */
-        sa_gc_drain(&w, true);    /* what assists handed back meanwhile */
+        sa_gc_drain(&w);    /* what assists handed back meanwhile */
         for (int attempt = 0;; attempt++) {
             uint64_t t0 = sa_gc_nanotime();
             sa_gc_threads_lock();
@@ -227,7 +227,7 @@ static void run_cycle(void)
             c.stop2_ns = stop;
             /* Buffers threads handed over after the drain ended count too. */
             if ((n == 0 && sa_gc_work_empty()) || attempt >= 3) {
-                sa_gc_drain(&w, false);
+                sa_gc_drain(&w);
                 break;
             }
             /* Grey work left (its subgraphs may be large): let the program
@@ -235,7 +235,7 @@ static void run_cycle(void)
             uint64_t t1 = sa_gc_start_world();
             sa_gc_threads_unlock();
             sa_gc_record_pause(t1 - t0, stop, t1);
-            sa_gc_drain(&w, true);
+            sa_gc_drain(&w);
         }
         c.cpu_mark_ns = sa_gc_thread_cputime() - mcpu0;
     }

@@ -185,10 +185,10 @@ typedef struct sa_gcwork {
     uint64_t scanned_bytes;
 } sa_gcwork;
 
-/* Shades the object p points into (any word); false if p is no object. */
+/* Shades the object p points into (any word; nothing if it is no object). */
 SA_HIDDEN void sa_gc_shade(uintptr_t p, sa_gcwork *w);
 SA_HIDDEN void sa_gc_scan_range(uintptr_t lo, uintptr_t hi, sa_gcwork *w, bool untrusted);
-SA_HIDDEN void sa_gc_drain(sa_gcwork *w, bool check_stop);
+SA_HIDDEN void sa_gc_drain(sa_gcwork *w);
 /* World stopped: drains with the second marker thread, if it runs. */
 SA_HIDDEN void sa_gc_drain_parallel(sa_gcwork *w);
 SA_HIDDEN void sa_gc_start_helper(void);

@@ -319,9 +319,8 @@ static void share_work(sa_gcwork *w)
 }
 
 /* Blackens grey objects until no work is left anywhere. */
-void sa_gc_drain(sa_gcwork *w, bool check_stop)
+void sa_gc_drain(sa_gcwork *w)
 {
-    (void)check_stop;
     for (unsigned i = 0;; i++) {
         sa_wbuf *b = w->buf;
         if (!b || b->n == 0) {
@@ -405,7 +404,7 @@ static inline void relax(unsigned i)
 static void worker(sa_gcwork *w)
 {
     for (;;) {
-        sa_gc_drain(w, false);
+        sa_gc_drain(w);
         __atomic_fetch_sub(&nbusy, 1, __ATOMIC_SEQ_CST);
         for (unsigned i = 0;; i++) {
             if (sa_load_sc(&full_bufs) != NULL) {
@@ -463,7 +462,7 @@ void sa_gc_helper_fork_child(void)
 void sa_gc_drain_parallel(sa_gcwork *w)
 {
     if (!helper_ok) {
-        sa_gc_drain(w, false);
+        sa_gc_drain(w);
         return;
     }
     sa_gc_work_flush(w); /* the helper may start with our roots */
@@ -510,8 +509,8 @@ void sa_gc_release_thread_buf(sa_gcthread *t)
 
 void sa_gc_mark_reset(void)
 {
-    /* Nothing survives a cycle in the queue; kept for symmetry with the
-     * fork path, which drops what a dead marker held. */
+    /* A fork child drops whatever grey work the parent's threads held
+     * (none: fork waits for the cycle to end; this is belt and braces). */
     pthread_mutex_lock(&wbuf_lock);
     while (full_bufs) {
         sa_wbuf *b = full_bufs;
