@@ -5,7 +5,9 @@
  * It takes every allocator lock (sa_lock_all, the fork order), so the walk
  * sees a consistent heap as long as no other thread is inside a fast path
  * (those touch their own mcache without locks): call it when the program's
- * threads are quiescent, as the stress tests do between rounds. Each tier
+ * threads are quiescent, as the stress tests do between rounds. The
+ * scavenger thread may run meanwhile: a span it emptied and is about to free
+ * to the mheap is in state TRANSIT, which the page-map walk accepts. Each tier
  * walks what it owns; spans are stamped with the check's epoch, so a span
  * reachable from two places (two lists, a list and a cache) is caught, and
  * the page map walk then finds any small span reachable from nowhere.

@@ -114,6 +114,9 @@ enum sa_span_state {
     SA_SPAN_CACHED = 1,  /* small span owned by one mcache */
     SA_SPAN_CENTRAL = 2, /* small span owned by its mcentral */
     SA_SPAN_LARGE = 3,   /* one large object */
+    SA_SPAN_TRANSIT = 4, /* small span between the mheap and an mcentral (new,
+                          * or emptied and on its way back): in no list and no
+                          * cache while neither lock is held */
 };
 
 /* Which mcentral list a span is on: partial spans are split by how many
@@ -333,8 +336,8 @@ extern SA_HIDDEN sa_mcentral sa_central[SA_NUM_SPAN_CLASSES];
 
 #define SA_DRAIN_EVERY 64
 SA_HIDDEN void sa_mcentral_init_all(void);
-SA_HIDDEN sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc);
-SA_HIDDEN void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s);
+SA_HIDDEN sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc, sa_span **slot);
+SA_HIDDEN void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s, sa_span **slot);
 SA_HIDDEN void sa_mcentral_notify(sa_span *s, unsigned spc);
 SA_HIDDEN void *sa_mcentral_alloc_one(sa_mcentral *c, int *needzero);
 SA_HIDDEN void sa_mcentral_fork_prepare(void);

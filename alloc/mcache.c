@@ -140,13 +140,13 @@ void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *r
             sa_span_load_window(s, 0);
             goto have;
         }
-        sa_mcentral_uncache_span(&sa_central[spc], s);
-        mc->alloc[spc] = &sa_emptyspan;
+        /* the slot is cleared under the mcentral's lock: a fork child finds
+         * the span in exactly one place (see release_spans) */
+        sa_mcentral_uncache_span(&sa_central[spc], s, &mc->alloc[spc]);
     }
-    s = sa_mcentral_cache_span(&sa_central[spc], mc);
+    s = sa_mcentral_cache_span(&sa_central[spc], mc, &mc->alloc[spc]);
     if (!s)
         return NULL;
-    mc->alloc[spc] = s;
     /* Only now, with the cache consistent: starting the scavenger thread
      * allocates (pthread_create) and may come back here. */
     sa_scavenger_after_alloc();
@@ -170,8 +170,12 @@ static void release_spans(sa_mcache *mc)
         if (spc < SA_NUM_SIZE_CLASSES)
             mc->hidden[spc] = 0; /* set-aside slots are free in allocBits */
         retire_window(mc, s);
-        sa_mcentral_uncache_span(&sa_central[spc], s);
-        mc->alloc[spc] = &sa_emptyspan;
+        /* The slot is cleared under the mcentral's lock, with the span's
+         * return: if a fork stops this thread anywhere here, the child's
+         * handler (which releases orphaned caches) finds the span either in
+         * the slot or on a list, never both (it once gave it back twice) and
+         * never neither. */
+        sa_mcentral_uncache_span(&sa_central[spc], s, &mc->alloc[spc]);
     }
 }
 

@@ -92,6 +92,11 @@ static void reclassify(sa_mcentral *c, sa_span *s, sa_span **tofree)
     if (want == SA_LIST_NONE) {
         list_remove(c, s);
         c->nspans--;
+        /* Freed to the mheap after our lock is dropped (we never hold it
+         * while calling the mheap): until then no list holds the span. A
+         * notification landing meanwhile finds it not CENTRAL and is
+         * dropped (an empty span has nothing left to free). */
+        sa_store_sc(&s->state, SA_SPAN_TRANSIT);
         s->next = *tofree;
         *tofree = s;
         return;
@@ -181,8 +186,11 @@ static sa_span *take_partial(sa_mcentral *c, sa_span **tofree, bool few_ok)
     return s;
 }
 
-/* Takes a partial span for mc (CACHED by it from here on), or NULL. */
-static sa_span *claim(sa_mcentral *c, sa_mcache *mc, bool few_ok)
+/* Takes a partial span for mc (CACHED by it from here on) and installs it in
+ * mc's slot in the same critical section, or returns NULL. One critical
+ * section matters for fork: a child must never find a span both on a list
+ * and in an (orphaned) cache, nor in neither. */
+static sa_span *claim(sa_mcentral *c, sa_mcache *mc, bool few_ok, sa_span **slot)
 {
     sa_span *tofree = NULL;
     pthread_mutex_lock(&c->lock);
@@ -190,32 +198,35 @@ static sa_span *claim(sa_mcentral *c, sa_mcache *mc, bool few_ok)
     if (s) {
         sa_store_relaxed(&s->owner, mc);
         sa_store_sc(&s->state, SA_SPAN_CACHED);
+        *slot = s;
     }
     pthread_mutex_unlock(&c->lock);
     free_spans(tofree);
     return s;
 }
 
-/* Hands mc a span with at least one free slot, window loaded; NULL when the
- * heap is out of memory. Partial spans first (they may hold dirty slots), a
- * fresh span from the mheap otherwise. */
-sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc)
+/* Hands mc a span with at least one free slot, window loaded, and installs
+ * it in *slot (mc->alloc[spc]); NULL when the heap is out of memory. Partial
+ * spans first (they may hold dirty slots), a fresh span from the mheap
+ * otherwise. */
+sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc, sa_span **slot)
 {
-    sa_span *s = claim(c, mc, false);
+    sa_span *s = claim(c, mc, false, slot);
     if (!s) {
         s = sa_mheap_alloc_small_span(c->spanclass);
         if (s) {
             /* fresh from the mheap: all slots free, window at slot 0 */
+            pthread_mutex_lock(&c->lock);
             sa_store_relaxed(&s->owner, mc);
             sa_store_sc(&s->state, SA_SPAN_CACHED);
-            pthread_mutex_lock(&c->lock);
             c->nspans++;
+            *slot = s;
             pthread_mutex_unlock(&c->lock);
             sa_span_load_window(s, 0);
             return s;
         }
         /* The heap cannot grow: settle for a span with a few free slots. */
-        s = claim(c, mc, true);
+        s = claim(c, mc, true, slot);
         if (!s)
             return NULL;
     }
@@ -229,11 +240,13 @@ sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc)
     return s;
 }
 
-/* Takes back a span from its mcache (window already retired). */
-void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s)
+/* Takes back a span from its mcache (window already retired) and clears the
+ * cache's slot for it in the same critical section (see claim). */
+void sa_mcentral_uncache_span(sa_mcentral *c, sa_span *s, sa_span **slot)
 {
     sa_span *tofree = NULL;
     pthread_mutex_lock(&c->lock);
+    *slot = &sa_emptyspan;
     sa_span_unload_window(s);
     sa_store_relaxed(&s->owner, NULL);
     /* Publish CENTRAL before draining remoteFree (see sa_free_remote). */

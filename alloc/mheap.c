@@ -25,6 +25,11 @@
  * Locking: one mutex (heap_lock) guards everything here. Callers never hold
  * it while calling into mcentral or mcache. Large allocations and frees take
  * it; small allocation reaches it only when an mcentral needs a new span.
+ * scav_lock (taken before heap_lock) admits one releaser at a time -- the
+ * background thread, an eager free, a memory-limit release, sa_scavenge --
+ * so at most one run is in flight (scav_inflight) while heap_lock is dropped
+ * around madvise; the fork handlers take it too, so a child never inherits
+ * a run in flight.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -35,6 +40,7 @@
 SA_HIDDEN sa_heaparena *sa_arena_index[SA_ARENA_INDEX_LEN];
 
 static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t scav_lock = PTHREAD_MUTEX_INITIALIZER; /* before heap_lock */
 static sa_pagealloc pages;          /* under heap_lock */
 static sa_fixalloc spanalloc_pool = {.size = sizeof(sa_span)};
 static sa_fixalloc arenameta_pool = {.size = sizeof(sa_heaparena)};
@@ -184,6 +190,10 @@ sa_span *sa_mheap_alloc_small_span(unsigned spc)
     s->npages = npages;
     s->needzero = pc.zeroed != npages;
     sa_span_init_small(s, spc);
+    /* On its way to an mcentral or mcache: no structure holds it until the
+     * caller files it (a fork child inherits it this way, as a leak the
+     * heap check accepts, never as a span in two places). */
+    sa_store_sc(&s->state, SA_SPAN_TRANSIT);
     map_span_pages(s, s);
     pthread_mutex_unlock(&heap_lock);
 #if defined(SA_DEBUG) && SA_DEBUG
@@ -305,6 +315,7 @@ void sa_mheap_stats(sa_pageheap_stats *out)
 size_t sa_mheap_scavenge(size_t maxpages, uint64_t idle_epoch, uint64_t *ncalls)
 {
     size_t done = 0;
+    pthread_mutex_lock(&scav_lock);
     while (done < maxpages) {
         size_t want = maxpages - done;
         if (want > SA_SCAV_BATCH_PAGES)
@@ -327,6 +338,7 @@ size_t sa_mheap_scavenge(size_t maxpages, uint64_t idle_epoch, uint64_t *ncalls)
             break;
         done += n;
     }
+    pthread_mutex_unlock(&scav_lock);
     return done;
 }
 
@@ -340,22 +352,22 @@ uint64_t sa_mheap_next_epoch(void)
 
 void sa_mheap_fork_prepare(void)
 {
+    pthread_mutex_lock(&scav_lock); /* no run in flight across the fork */
     pthread_mutex_lock(&heap_lock);
 }
 
 void sa_mheap_fork_parent(void)
 {
     pthread_mutex_unlock(&heap_lock);
+    pthread_mutex_unlock(&scav_lock);
 }
 
 void sa_mheap_fork_child(void)
 {
     pthread_mutex_init(&heap_lock, NULL);
-    /* The scavenger thread did not survive; give back the run it held. */
-    if (scav_inflight_pages) {
-        sa_pages_scav_done(&pages, scav_inflight, scav_inflight_pages, SA_RELEASE_FAILED);
-        scav_inflight_pages = 0;
-    }
+    pthread_mutex_init(&scav_lock, NULL);
+    if (scav_inflight_pages)
+        sa_report_fatal("mheap: a scavenged run was in flight across fork");
 }
 
 /* Heap check: the page map, the page allocator's bitmaps, summaries and
@@ -386,7 +398,9 @@ void sa_mheap_check(uint32_t epoch)
                     sa_check_fail("page maps to a freed span struct", s);
                 if (addr == s->base) {
                     inuse += s->npages;
-                    if (s->spanclass != 0 && s->checkmark != epoch)
+                    /* TRANSIT: emptied, waiting for our lock to be freed */
+                    if (s->spanclass != 0 && s->checkmark != epoch &&
+                        sa_load_sc(&s->state) != SA_SPAN_TRANSIT)
                         sa_check_fail("small span in no mcentral list and no mcache", s);
                     if (s->spanclass == 0 && s->state != SA_SPAN_LARGE)
                         sa_check_fail("large span not in state LARGE", s);

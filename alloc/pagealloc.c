@@ -105,7 +105,9 @@ void sa_pallocsum_compute(const uint64_t *words, unsigned nbits, sa_pallocsum *o
             if (run > max)
                 max = run;
             run = 0;
-            bit += (unsigned)__builtin_ctzll(~y >> zeros);
+            /* skip the one-bits; they may reach bit 63 (ctz of 0 is undefined) */
+            uint64_t rest = ~y >> zeros;
+            bit += rest ? (unsigned)__builtin_ctzll(rest) : 64 - bit;
         }
     }
     if (in_start)

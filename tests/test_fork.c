@@ -194,6 +194,66 @@ Test(fork, fork_while_threads_allocate, .timeout = 120)
     sa_free(p);
 }
 
+/* The child's heap must be consistent however the other threads were caught
+ * by the fork: a thread between giving a span back and clearing its cache
+ * slot once left the span both on an mcentral list and in its orphaned cache,
+ * and the child's fork handler gave it back a second time (a span linked
+ * twice; later a live block "not allocated"). sa_heap_check in the child
+ * sees any span in two places or in none. */
+static void *refilling_thread(void *v)
+{
+    sa_rng r = { (uint64_t)(uintptr_t)v };
+    enum { N = 512 };
+    void **objs = sa_malloc(N * sizeof *objs);
+    while (!atomic_load(&g_stop)) {
+        /* fill spans of a few classes (they go back full), then free them
+         * (they come back partial): refills and give-backs all the time */
+        size_t size = 16 + 16 * sa_rng_below(&r, 24);
+        for (int i = 0; i < N; i++)
+            objs[i] = sa_malloc(size);
+        for (int i = 0; i < N; i++)
+            sa_free(objs[i]);
+    }
+    sa_free(objs);
+    return NULL;
+}
+
+Test(fork, child_heap_passes_the_heap_check, .timeout = 120)
+{
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, refilling_thread, (void *)(uintptr_t)(i + 7)), 0);
+    double end = now() + (sa_test_under_valgrind() ? 4.0 : 1.5);
+    long forks = 0;
+    int bad = 0, first = 0;
+    while (now() < end) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            alarm(sa_test_under_valgrind() ? 120 : 10);
+            sa_heap_check(); /* aborts with its one-line report */
+            void *p = sa_malloc(100);
+            sa_free(p);
+            sa_heap_check();
+            _exit(0);
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            if (bad++ == 0)
+                first = st;
+        }
+        forks++;
+    }
+    atomic_store(&g_stop, 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(bad, 0, "%d of %ld children failed the heap check (first wait status %#x)", bad,
+                 forks, first);
+    cr_assert_geq(forks, sa_test_under_valgrind() ? 3 : 30);
+}
+
 /* A child of a child: the atfork state must be right after a fork in a child. */
 Test(fork, nested_fork_children_allocate, .timeout = 60)
 {

@@ -36,6 +36,85 @@ Test(check, passes_after_threads_churn_and_exit)
     }
 }
 
+/* Spans emptied by other threads' frees travel from the mcentral to the
+ * mheap outside both locks (the drainer files them under the mcentral lock,
+ * unlocks, then frees them to the mheap): a check in that window must not
+ * call them lost. Found by the TSan stress run, where the scavenger thread
+ * drained while the main thread checked between rounds. */
+#define TRAVEL_OBJS 4096
+static void *travel_objs[TRAVEL_OBJS];
+static int travel_stop;
+
+static void *alloc_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < TRAVEL_OBJS; i++)
+        travel_objs[i] = sa_malloc(1024 + (size_t)(i % 4) * 512);
+    return NULL; /* thread exit: the spans go to their mcentrals */
+}
+
+static void *drainer(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&travel_stop, __ATOMIC_RELAXED))
+        sa_mcentral_reclaim_all();
+    return NULL;
+}
+
+Test(check, passes_while_emptied_spans_travel_to_the_mheap)
+{
+    for (int round = 0; round < 20; round++) {
+        pthread_t a, d;
+        pthread_create(&a, NULL, alloc_and_exit, NULL);
+        pthread_join(a, NULL);
+        __atomic_store_n(&travel_stop, 0, __ATOMIC_RELAXED);
+        pthread_create(&d, NULL, drainer, NULL);
+        for (int i = 0; i < TRAVEL_OBJS; i++) {
+            sa_free(travel_objs[i]); /* remote: the span is another's */
+            if (i % 16 == 15)
+                cr_assert_eq(sa_heap_check(), 0);
+        }
+        __atomic_store_n(&travel_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(d, NULL);
+        cr_assert_eq(sa_heap_check(), 0);
+    }
+}
+
+/* Several releasers at once (the background thread, eager frees, a memory
+ * limit, sa_scavenge): each run in flight while the heap lock is dropped
+ * around madvise must be accounted for, by the check and across fork. */
+static void *scavenger_loop(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&travel_stop, __ATOMIC_RELAXED))
+        sa_scavenge(0);
+    return NULL;
+}
+
+Test(check, passes_while_threads_scavenge_at_once)
+{
+    pthread_t t[2];
+    __atomic_store_n(&travel_stop, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, scavenger_loop, NULL);
+    for (int round = 0; round < 300; round++) {
+        char *p[8];
+        for (int i = 0; i < 8; i++) {
+            p[i] = sa_malloc((size_t)(1 + i) << 20);
+            cr_assert_not_null(p[i]);
+            for (size_t off = 0; off < (size_t)(1 + i) << 20; off += 8192)
+                p[i][off] = 1; /* back the pages, so there is work to release */
+        }
+        for (int i = 0; i < 8; i++)
+            sa_free(p[i]);
+        cr_assert_eq(sa_heap_check(), 0);
+    }
+    __atomic_store_n(&travel_stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(sa_heap_check(), 0);
+}
+
 /* A full span parked in its mcentral (no mcache holds it). */
 static sa_span *central_span(void **objs, unsigned *n)
 {

@@ -139,16 +139,17 @@ Test(mcentral, uncache_files_spans_by_occupancy)
     int nz;
     void *p = sa_mcache_refill_alloc(mc, spc, &nz);
     sa_span *s = mc->alloc[spc];
-    mc->alloc[spc] = &sa_emptyspan;
-    sa_mcentral_uncache_span(c, s);
+    sa_mcentral_uncache_span(c, s, &mc->alloc[spc]);
+    cr_assert_eq(mc->alloc[spc], &sa_emptyspan, "the slot is cleared with the return");
     cr_assert_eq(s->state, SA_SPAN_CENTRAL);
     cr_assert_null(s->owner);
     cr_assert(in_list(c->partial, s));
     sa_free(p); /* the last object: notify, then empty on drain */
-    sa_span *s2 = sa_mcentral_cache_span(c, mc);
+    sa_span *s2 = sa_mcentral_cache_span(c, mc, &mc->alloc[spc]);
     cr_assert_not_null(s2);
     cr_assert_eq(s2->owner, mc);
     cr_assert_eq(s2->state, SA_SPAN_CACHED);
+    cr_assert_eq(mc->alloc[spc], s2, "installed in the cache by the mcentral");
 }
 
 /* A late notification can leave a span struct on a pending stack after the

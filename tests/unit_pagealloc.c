@@ -82,13 +82,17 @@ Test(pagealloc_bits, find_and_summary_match_brute_force)
     uint64_t w[8];
     unsigned seed = 12345;
     for (int iter = 0; iter < 20000; iter++) {
-        int density = rand_r(&seed) % 5;
+        int density = rand_r(&seed) % 7;
         for (int i = 0; i < 8; i++) {
             uint64_t x = ((uint64_t)rand_r(&seed) << 33) ^ ((uint64_t)rand_r(&seed) << 11) ^ (uint64_t)rand_r(&seed);
             if (density == 0) x = 0;
             else if (density == 1) x &= (uint64_t)rand_r(&seed) << 20;
             else if (density == 3) x |= ((uint64_t)rand_r(&seed) << 31);
             else if (density == 4) x = ~(uint64_t)0 ^ ((uint64_t)1 << (rand_r(&seed) % 64));
+            /* ones up to bit 63: the all-ones word and a run of free pages
+             * below a full tail (once a ctz of 0, caught by UBSan) */
+            else if (density == 5) x = (rand_r(&seed) & 1) ? ~(uint64_t)0 : x;
+            else if (density == 6) x = ~(uint64_t)0 << (rand_r(&seed) % 64);
             w[i] = x;
         }
         size_t n = 1 + (size_t)(rand_r(&seed) % 200);

@@ -2,14 +2,19 @@
 # tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc
 # (and mimalloc/tcmalloc when their Debian packages are installed).
 #
-#   tools/bench.sh                  quick set: every workload, 3 reps (~5 min on 2 cores)
+#   tools/bench.sh                  quick set: every workload at scale 0.5, 3 reps (~6-7 min on 2 cores)
 #   tools/bench.sh --full           scale 2, 5 reps, plus --micro and --instructions
 #   tools/bench.sh --only NAME      one workload (bench/results/only-NAME.json; docs untouched)
 #   tools/bench.sh --instructions   instructions per malloc+free pair under callgrind
 #   tools/bench.sh --micro          google-benchmark microbenchmarks under every allocator
 #   tools/bench.sh --gc             collector benchmarks (not built yet: issue 6)
-# Options: --reps N, --allocators glibc,jemalloc,spanalloc,...  (default: all available)
+# Options: --reps N, --scale S, --allocators glibc,jemalloc,spanalloc,...  (default: all available),
+#          --no-policies (skip the spanalloc-eager and spanalloc-off builds)
 #
+# The workload runs include spanalloc built with each scavenger policy:
+# spanalloc (background, the default, build-bench/), spanalloc-eager
+# (build-bench-eager/) and spanalloc-off (build-bench-off/); they give the
+# phase-change RSS plot and the policy cost table.
 # Writes bench/results/latest.json, bench/results/*.png and regenerates
 # docs/benchmarks.md. Exits 1 if any run failed (crash, data-check failure,
 # timeout) after writing the results, so a spanalloc bug is never silent.
@@ -24,16 +29,18 @@ RESULTS="bench/results"
 DOCS="docs/benchmarks.md"
 
 usage() {
-  sed -n '2,15p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
 }
 
 mode=quick
 only=""
 reps=""
+scale=""
 want_workloads=1
 want_instructions=0
 want_micro=0
 allocators=""
+policies=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) mode=full; want_instructions=1; want_micro=1 ;;
@@ -42,8 +49,11 @@ while [ $# -gt 0 ]; do
     --only=*) only="${1#--only=}" ;;
     --reps) [ $# -ge 2 ] || { echo "bench.sh: --reps needs a number" >&2; exit 2; }; reps="$2"; shift ;;
     --reps=*) reps="${1#--reps=}" ;;
+    --scale) [ $# -ge 2 ] || { echo "bench.sh: --scale needs a number" >&2; exit 2; }; scale="$2"; shift ;;
+    --scale=*) scale="${1#--scale=}" ;;
     --allocators) [ $# -ge 2 ] || { echo "bench.sh: --allocators needs a list" >&2; exit 2; }; allocators="$2"; shift ;;
     --allocators=*) allocators="${1#--allocators=}" ;;
+    --no-policies) policies=0 ;;
     --instructions) want_workloads=0; want_instructions=1 ;;
     --micro) want_workloads=0; want_micro=1 ;;
     --gc)
@@ -56,6 +66,10 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$reps" ] && ! [[ "$reps" =~ ^[1-9][0-9]*$ ]]; then
   echo "bench.sh: --reps wants a positive number, not '$reps'" >&2
+  exit 2
+fi
+if [ -n "$scale" ] && ! [[ "$scale" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]]; then
+  echo "bench.sh: --scale wants a positive number, not '$scale'" >&2
   exit 2
 fi
 
@@ -119,21 +133,32 @@ if pkg_installed libtcmalloc-minimal4; then
   if [ -n "$l" ]; then lib[tcmalloc]="$l"; fi
 fi
 lib[spanalloc]="$root/$BUILD/lib/libspanalloc.so"
+# one more build of the library per extra scavenger policy (issue 4)
+POLICIES=(eager off)
+for p in "${POLICIES[@]}"; do lib[spanalloc-$p]="$root/$BUILD-$p/lib/libspanalloc.so"; done
+explicit_allocators=0
+if [ -n "$allocators" ]; then explicit_allocators=1; fi
 if [ -z "$allocators" ]; then
   allocators="glibc"
   for a in jemalloc mimalloc tcmalloc; do
     if [ -n "${lib[$a]:-}" ]; then allocators+=",$a"; fi
   done
   allocators+=",spanalloc"
+  # the policy variants only matter for the workloads (RSS plot, policy cost)
+  if [ "$policies" = 1 ] && [ "$want_workloads" = 1 ]; then
+    for p in "${POLICIES[@]}"; do allocators+=",spanalloc-$p"; done
+  fi
 fi
 IFS=, read -r -a alloc_list <<<"$allocators"
 use_spanalloc=0
+policy_builds=()
 for a in "${alloc_list[@]}"; do
   if [ -z "${lib[$a]+set}" ]; then
     echo "bench.sh: unknown or unavailable allocator '$a' (available: ${!lib[*]})" >&2
     exit 2
   fi
   if [ "$a" = spanalloc ]; then use_spanalloc=1; fi
+  if [[ "$a" == spanalloc-* ]]; then policy_builds+=("${a#spanalloc-}"); fi
 done
 
 # ---- build -------------------------------------------------------------------
@@ -145,7 +170,8 @@ if [ "$want_micro" = 1 ]; then
 fi
 echo "bench.sh: building ${targets[*]} (Release) in $BUILD/"
 mkdir -p "$BUILD"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_BUILD_TESTS=OFF >"$BUILD/configure.log" 2>&1 || {
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_BUILD_TESTS=OFF \
+  -DSPANALLOC_SCAVENGER=background -DSPANALLOC_MADVISE=dontneed >"$BUILD/configure.log" 2>&1 || {
   cat "$BUILD/configure.log" >&2
   echo "bench.sh: cmake configure failed (log above)" >&2
   exit 1
@@ -155,9 +181,30 @@ if [ "$use_spanalloc" = 1 ] && [ ! -f "${lib[spanalloc]}" ]; then
   echo "bench.sh: ${lib[spanalloc]} was not built" >&2
   exit 1
 fi
+# the policy variants: the shared library only (no tests, no benchmarks)
+for p in ${policy_builds[@]+"${policy_builds[@]}"}; do
+  d="$BUILD-$p"
+  echo "bench.sh: building spanalloc with SPANALLOC_SCAVENGER=$p (Release) in $d/"
+  mkdir -p "$d"
+  cmake -S . -B "$d" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_BUILD_TESTS=OFF -DSPANALLOC_BUILD_BENCH=OFF \
+    -DSPANALLOC_SCAVENGER="$p" -DSPANALLOC_MADVISE=dontneed >"$d/configure.log" 2>&1 || {
+    cat "$d/configure.log" >&2
+    echo "bench.sh: cmake configure failed for the $p policy (log above)" >&2
+    exit 1
+  }
+  cmake --build "$d" -j"$(nproc)" --target spanalloc
+  if [ ! -f "${lib[spanalloc-$p]}" ]; then
+    echo "bench.sh: ${lib[spanalloc-$p]} was not built" >&2
+    exit 1
+  fi
+done
 
 alloc_args=()
-for a in "${alloc_list[@]}"; do alloc_args+=(--alloc "$a=${lib[$a]}"); done
+main_alloc_args=() # micro and instructions: without the policy variants, unless asked for by name
+for a in "${alloc_list[@]}"; do
+  alloc_args+=(--alloc "$a=${lib[$a]}")
+  if [[ "$a" != spanalloc-* ]] || [ "$explicit_allocators" = 1 ]; then main_alloc_args+=(--alloc "$a=${lib[$a]}"); fi
+done
 mkdir -p "$RESULTS"
 status=0
 
@@ -168,6 +215,7 @@ if [ "$want_workloads" = 1 ]; then
   run_args=(workloads --bin "$BUILD/bin/bench" --out "$out" --set "$mode" "${alloc_args[@]}")
   if [ -n "$only" ]; then run_args+=(--only "$only"); fi
   if [ -n "$reps" ]; then run_args+=(--reps "$reps"); fi
+  if [ -n "$scale" ]; then run_args+=(--scale "$scale"); fi
   echo "bench.sh: running the $mode set${only:+ (only $only)} under: ${alloc_list[*]}"
   "$PY" tools/bench_run.py "${run_args[@]}" || status=$?
   if [ "$status" -ge 2 ]; then exit "$status"; fi
@@ -175,7 +223,7 @@ fi
 
 if [ "$want_micro" = 1 ]; then
   micro_args=(micro --malloc-bin "$BUILD/bin/bench/bench_micro_malloc" --out "$RESULTS/micro.json"
-              --min-time 0.1 "${alloc_args[@]}")
+              --min-time 0.1 "${main_alloc_args[@]}")
   if [ "$use_spanalloc" = 1 ]; then micro_args+=(--sa-bin "$BUILD/bin/bench/bench_micro_sa"); fi
   if [ "$mode" != full ]; then micro_args+=(--filter '^pair'); fi
   echo "bench.sh: microbenchmarks under: ${alloc_list[*]}"
@@ -185,7 +233,7 @@ fi
 if [ "$want_instructions" = 1 ]; then
   echo "bench.sh: instructions per malloc+free pair (callgrind) under: ${alloc_list[*]}"
   "$PY" tools/bench_run.py instructions --loop-bin "$BUILD/bin/bench/fastpath_loop" \
-    --out "$RESULTS/instructions.json" "${alloc_args[@]}" || status=1
+    --out "$RESULTS/instructions.json" "${main_alloc_args[@]}" || status=1
   "$PY" - "$RESULTS/instructions.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))

@@ -15,6 +15,10 @@ PRELOAD means the system malloc (glibc). The ENV part is the hook for
 variants of one library (e.g. a scavenger policy column, issue 4):
   --alloc 'spanalloc-noscav=build-bench/lib/libspanalloc.so,SPANALLOC_OPTIONS=...'
 
+For spanalloc builds (names starting with "spanalloc"), the build options in
+force (scavenger policy, madvise mode) are read from the library's own JSON
+stats report and recorded with the allocator.
+
 A run that exits non-zero, is killed by a signal, times out or prints no
 RESULT line is recorded under "failures" with its command line and the tail
 of its output; the other runs go on. The exit status is 1 when any run
@@ -34,20 +38,23 @@ import sys
 import tempfile
 import time
 
-# name -> thread counts, default scale, whether to keep the RSS time series.
-# Scale 1.0 is sized to about 1-3 s per run under glibc on the 2-core
-# reference machine.
+# (name, program, extra arguments, thread counts, keep the RSS time series,
+# at most this many repetitions in the quick set or None). Scale 1.0 is sized
+# to about 1-3 s per run under glibc on the 2-core reference machine.
 WORKLOADS = [
-    ("server_churn", [1, 2, 4], False),
-    ("prodcons", [1, 2, 4], False),
-    ("false_sharing", [1, 2, 4], False),
-    ("phase_change", [1], True),
-    ("large_blocks", [1, 2, 4], False),
-    ("tokenizer", [1, 2, 4], False),
+    ("server_churn", "server_churn", [], [1, 2, 4], False, None),
+    ("prodcons", "prodcons", [], [1, 2, 4], False, None),
+    ("false_sharing", "false_sharing", [], [1, 2, 4], False, None),
+    ("phase_change", "phase_change", [], [1], True, None),
+    ("phase_scattered", "phase_change", ["-m", "scattered"], [1], True, 1),
+    ("large_blocks", "large_blocks", [], [1, 2, 4], False, None),
+    ("tokenizer", "tokenizer", [], [1, 2, 4], False, None),
 ]
 SETS = {
-    # name: (repetitions, scale)
-    "quick": (3, 1.0),
+    # name: (repetitions, scale). The quick set runs every workload at half
+    # size so that all allocators plus the scavenger-policy variants fit in
+    # about six minutes on two cores.
+    "quick": (3, 0.5),
     "full": (5, 2.0),
 }
 SAMPLE_INTERVAL = 0.02
@@ -236,6 +243,9 @@ def describe_allocs(allocs):
                     d["version"] = "git " + rev
             except OSError:
                 pass
+            build = spanalloc_build_options(a)
+            if build:
+                d["build"] = build
         elif base == "glibc":
             try:
                 d["version"] = os.confstr("CS_GNU_LIBC_VERSION")
@@ -243,6 +253,26 @@ def describe_allocs(allocs):
                 pass
         out.append(d)
     return out
+
+
+def spanalloc_build_options(alloc):
+    """The "build" object of the library's JSON stats report ({"scavenger":
+    ..., "madvise": ...}), from a trivial program run with it preloaded."""
+    if not alloc["preload"]:
+        return None
+    env = child_env(alloc)
+    env["SPANALLOC"] = "stats=1,stats_format=json"
+    try:
+        r = subprocess.run(["/bin/true"], env=env, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'"build":\s*(\{[^{}]*\})', r.stderr)
+    if not m:
+        return None
+    try:
+        return json.loads(m.group(1))
+    except json.JSONDecodeError:
+        return None
 
 
 def log(msg):
@@ -256,28 +286,31 @@ def cmd_workloads(args):
     if args.scale:
         scale = args.scale
     configs = []
-    for name, threads, series in WORKLOADS:
+    for name, prog, extra, threads, series, quick_reps in WORKLOADS:
         if args.only and name != args.only:
             continue
+        max_reps = quick_reps if args.set == "quick" and not args.reps and not args.only else None
         for t in threads:
-            configs.append((name, t, series))
+            configs.append((name, prog, extra, t, series, max_reps))
     if not configs:
         log(f"bench_run: no workload named {args.only!r}; known: {', '.join(w[0] for w in WORKLOADS)}")
         return 2
-    for name, _, _ in configs:
-        if not os.access(os.path.join(args.bin, name), os.X_OK):
-            log(f"bench_run: {os.path.join(args.bin, name)} is missing; build the bench_workloads target")
+    for c in configs:
+        if not os.access(os.path.join(args.bin, c[1]), os.X_OK):
+            log(f"bench_run: {os.path.join(args.bin, c[1])} is missing; build the bench_workloads target")
             return 2
     allocs = args.alloc
     machine = machine_info()
     runs, failures = [], []
-    total = reps * len(configs) * len(allocs)
+    total = sum(min(reps, c[5] or reps) for c in configs) * len(allocs)
     n = 0
     started = time.monotonic()
     for rep in range(reps):
         order = allocs[rep % len(allocs):] + allocs[:rep % len(allocs)]
-        for name, t, series in configs:
-            argv = [os.path.join(args.bin, name), "-s", f"{scale:g}", "-t", str(t)]
+        for name, prog, extra, t, series, max_reps in configs:
+            if max_reps is not None and rep >= max_reps:
+                continue
+            argv = [os.path.join(args.bin, prog), "-s", f"{scale:g}", "-t", str(t)] + extra
             for a in order:
                 n += 1
                 rec = run_one(argv, a, series)
@@ -303,7 +336,10 @@ def cmd_workloads(args):
         "scale": scale,
         "machine": dict(machine, loadavg_end=loadavg()),
         "allocators": describe_allocs(allocs),
-        "workloads": [{"name": w[0], "threads": w[1]} for w in WORKLOADS if not args.only or w[0] == args.only],
+        "workloads": [{"name": w[0], "program": w[1], "args": w[2], "threads": w[3],
+                       "reps": min(reps, w[5]) if w[5] and args.set == "quick" and not args.reps and not args.only
+                       else reps}
+                      for w in WORKLOADS if not args.only or w[0] == args.only],
         "elapsed_seconds": round(time.monotonic() - started, 1),
         "runs": runs,
         "failures": failures,

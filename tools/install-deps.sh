@@ -9,10 +9,16 @@
 set -euo pipefail
 
 # build + tests: compilers, cmake, Criterion, valgrind (memcheck pass and
-# valgrind/memcheck.h for SPANALLOC_VALGRIND), smoke-test programs
-PKGS_TEST=(cmake build-essential pkg-config libcriterion-dev valgrind sqlite3 python3)
+# valgrind/memcheck.h for SPANALLOC_VALGRIND), the programs the smoke and
+# real-program tests preload into (sqlite3, python3, git; g++ comes with
+# build-essential), clang with its compiler-rt (libFuzzer, for tests/fuzz and
+# tools/fuzz.sh; the TSan/UBSan runtimes of gcc come with build-essential),
+# google-pprof (google-perftools: the heap-profile test reads our profile with
+# it) and gnuplot (the stats and bench report tools draw their PNGs with it)
+PKGS_TEST=(cmake build-essential pkg-config libcriterion-dev valgrind sqlite3 python3
+  git clang libclang-rt-14-dev google-perftools gnuplot-nox)
 # benchmarks (bench/ is built by default, so the test run needs them too)
-PKGS_BENCH=(libbenchmark-dev libjemalloc2 libjemalloc-dev)
+PKGS_BENCH=(libbenchmark-dev libjemalloc2 libjemalloc-dev libgc-dev)
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(all)

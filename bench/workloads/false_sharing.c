@@ -22,19 +22,15 @@
  */
 #include "wl_common.h"
 
-#include <pthread.h>
-
 #define WORKLOAD "false_sharing"
 #define OBJ 16
 #define WRITES_PER_OBJ 1000
 
 typedef struct worker {
-    pthread_t tid;
     int index;
     uint64_t rounds;
     void *handed; /* passive phase: the object from the main thread, or NULL */
-    pthread_barrier_t *start;
-    pthread_barrier_t *stop;
+    wl_team *team;
 } worker;
 
 static void write_loop(void *obj, uint64_t tag) {
@@ -50,7 +46,7 @@ static void write_loop(void *obj, uint64_t tag) {
 static void *run(void *arg) {
     worker *w = arg;
     uint64_t tag = (uint64_t)w->index << 32;
-    pthread_barrier_wait(w->start);
+    wl_team_wait(w->team); /* start */
     void *obj = w->handed;
     for (uint64_t r = 0; r < w->rounds; r++) {
         if (!obj) obj = wl_xmalloc(WORKLOAD, OBJ);
@@ -58,33 +54,22 @@ static void *run(void *arg) {
         free(obj);
         obj = NULL;
     }
-    pthread_barrier_wait(w->stop);
+    wl_team_wait(w->team); /* stop */
     return NULL;
 }
 
 static double phase(const wl_args *a, uint64_t rounds_total, int passive) {
-    pthread_barrier_t start, stop;
-    pthread_barrier_init(&start, NULL, (unsigned)a->threads + 1);
-    pthread_barrier_init(&stop, NULL, (unsigned)a->threads + 1);
+    wl_team team;
+    wl_team_init(&team, WORKLOAD, a->threads);
     worker *ws = wl_xmalloc(WORKLOAD, sizeof(worker) * (size_t)a->threads);
     for (int i = 0; i < a->threads; i++) {
-        ws[i] = (worker){.index = i, .rounds = rounds_total / (uint64_t)a->threads, .start = &start, .stop = &stop};
+        ws[i] = (worker){.index = i, .rounds = rounds_total / (uint64_t)a->threads, .team = &team};
         if (passive) ws[i].handed = wl_xmalloc(WORKLOAD, OBJ);
     }
-    for (int i = 0; i < a->threads; i++) {
-        if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
-            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
-            exit(1);
-        }
-    }
-    pthread_barrier_wait(&start);
-    double t0 = wl_now();
-    pthread_barrier_wait(&stop);
-    double secs = wl_now() - t0;
-    for (int i = 0; i < a->threads; i++) pthread_join(ws[i].tid, NULL);
+    for (int i = 0; i < a->threads; i++) wl_team_spawn(&team, run, &ws[i]);
+    double secs = wl_team_timed(&team);
+    wl_team_join(&team);
     free(ws);
-    pthread_barrier_destroy(&start);
-    pthread_barrier_destroy(&stop);
     return secs;
 }
 

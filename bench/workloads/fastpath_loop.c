@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         free(p);
     }
     double secs = wl_now() - t0;
-    wl_args a = {scale, 1};
+    wl_args a = {scale, 1, NULL};
     char extra[96];
     snprintf(extra, sizeof extra, " bytes=%zu ns_per_pair=%.2f", bytes, secs * 1e9 / (double)pairs);
     wl_result(WORKLOAD, &a, secs, pairs, extra);

@@ -13,7 +13,6 @@
 #include "wl_common.h"
 
 #include <math.h>
-#include <pthread.h>
 
 #define WORKLOAD "large_blocks"
 #define LIVE 16
@@ -27,12 +26,10 @@ typedef struct blk {
 } blk;
 
 typedef struct worker {
-    pthread_t tid;
     int index;
     uint64_t ops;
     uint64_t bytes;
-    pthread_barrier_t *start;
-    pthread_barrier_t *stop;
+    wl_team *team;
 } worker;
 
 static size_t pick_size(wl_rng *r) {
@@ -65,7 +62,7 @@ static void *run(void *arg) {
         set[i].p = wl_xmalloc(WORKLOAD, set[i].size);
         wl_stamp(set[i].p, set[i].size, set[i].tag);
     }
-    pthread_barrier_wait(w->start);
+    wl_team_wait(w->team); /* start */
     uint64_t bytes = 0;
     for (uint64_t op = 0; op < w->ops; op++) {
         blk *b = &set[wl_below(&r, LIVE)];
@@ -88,7 +85,7 @@ static void *run(void *arg) {
         wl_stamp(b->p, b->size, b->tag);
         bytes += nsize;
     }
-    pthread_barrier_wait(w->stop);
+    wl_team_wait(w->team); /* stop */
     for (int i = 0; i < LIVE; i++) {
         wl_check(WORKLOAD, set[i].p, set[i].size, set[i].tag);
         free(set[i].p);
@@ -100,24 +97,17 @@ static void *run(void *arg) {
 int main(int argc, char **argv) {
     wl_args a = wl_parse_args(argc, argv, "threads replacing and reallocating 64 KiB - 16 MiB blocks");
     uint64_t total = wl_scaled(6000, a.scale, (uint64_t)a.threads);
-    pthread_barrier_t start, stop;
-    pthread_barrier_init(&start, NULL, (unsigned)a.threads + 1);
-    pthread_barrier_init(&stop, NULL, (unsigned)a.threads + 1);
+    wl_team team;
+    wl_team_init(&team, WORKLOAD, a.threads);
     worker *ws = wl_xmalloc(WORKLOAD, sizeof(worker) * (size_t)a.threads);
     for (int i = 0; i < a.threads; i++) {
-        ws[i] = (worker){.index = i, .ops = total / (uint64_t)a.threads, .start = &start, .stop = &stop};
-        if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
-            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
-            return 1;
-        }
+        ws[i] = (worker){.index = i, .ops = total / (uint64_t)a.threads, .team = &team};
+        wl_team_spawn(&team, run, &ws[i]);
     }
-    pthread_barrier_wait(&start);
-    double t0 = wl_now();
-    pthread_barrier_wait(&stop);
-    double secs = wl_now() - t0;
+    double secs = wl_team_timed(&team);
+    wl_team_join(&team);
     uint64_t ops = 0, bytes = 0;
     for (int i = 0; i < a.threads; i++) {
-        pthread_join(ws[i].tid, NULL);
         ops += ws[i].ops;
         bytes += ws[i].bytes;
     }

@@ -17,7 +17,6 @@
  */
 #include "wl_common.h"
 
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -32,8 +31,7 @@ typedef struct pair {
     uint64_t count;
     int index;
     uint64_t consumed_bytes;
-    pthread_t prod, cons;
-    pthread_barrier_t *start;
+    wl_team *team;
 } pair;
 
 static void wait_a_bit(unsigned *spins) {
@@ -58,7 +56,7 @@ static void *producer(void *arg) {
     pair *q = arg;
     wl_rng r;
     wl_rng_seed(&r, 0x9d0d0c35u + (uint64_t)q->index);
-    pthread_barrier_wait(q->start);
+    wl_team_wait(q->team); /* start */
     for (uint64_t i = 0; i < q->count; i++) {
         size_t size = msg_size(&r);
         void *m = wl_xmalloc(WORKLOAD, size);
@@ -76,7 +74,7 @@ static void *consumer(void *arg) {
     pair *q = arg;
     wl_rng r;
     wl_rng_seed(&r, 0x9d0d0c35u + (uint64_t)q->index);
-    pthread_barrier_wait(q->start);
+    wl_team_wait(q->team); /* start */
     uint64_t bytes = 0;
     for (uint64_t i = 0; i < q->count; i++) {
         uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -96,8 +94,8 @@ static void *consumer(void *arg) {
 int main(int argc, char **argv) {
     wl_args a = wl_parse_args(argc, argv, "THREADS producer/consumer pairs passing messages to be freed");
     uint64_t total = wl_scaled(2000000, a.scale, (uint64_t)a.threads);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, (unsigned)(2 * a.threads) + 1);
+    wl_team team;
+    wl_team_init(&team, WORKLOAD, 2 * a.threads);
     pair *ps = aligned_alloc(64, sizeof(pair) * (size_t)a.threads);
     if (!ps) return 4;
     for (int i = 0; i < a.threads; i++) {
@@ -106,18 +104,15 @@ int main(int argc, char **argv) {
         atomic_init(&ps[i].tail, 0);
         ps[i].count = total / (uint64_t)a.threads;
         ps[i].index = i;
-        ps[i].start = &start;
-        if (pthread_create(&ps[i].cons, NULL, consumer, &ps[i]) || pthread_create(&ps[i].prod, NULL, producer, &ps[i])) {
-            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
-            return 1;
-        }
+        ps[i].team = &team;
+        wl_team_spawn(&team, consumer, &ps[i]);
+        wl_team_spawn(&team, producer, &ps[i]);
     }
-    pthread_barrier_wait(&start);
+    wl_team_wait(&team); /* start */
     double t0 = wl_now();
+    wl_team_join(&team); /* the clock stops when every pair is done */
     uint64_t msgs = 0, bytes = 0;
     for (int i = 0; i < a.threads; i++) {
-        pthread_join(ps[i].prod, NULL);
-        pthread_join(ps[i].cons, NULL);
         msgs += ps[i].count;
         bytes += ps[i].consumed_bytes;
     }

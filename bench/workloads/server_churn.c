@@ -15,8 +15,6 @@
  */
 #include "wl_common.h"
 
-#include <pthread.h>
-
 #define WORKLOAD "server_churn"
 #define SLOTS 32768
 
@@ -27,11 +25,9 @@ typedef struct slot {
 } slot;
 
 typedef struct worker {
-    pthread_t tid;
     int index;
     uint64_t ops;
-    pthread_barrier_t *start;
-    pthread_barrier_t *stop;
+    wl_team *team;
     uint64_t checksum;
 } worker;
 
@@ -58,7 +54,7 @@ static void *run(void *arg) {
         wl_stamp(slots[i].p, slots[i].size, slots[i].tag);
     }
 
-    pthread_barrier_wait(w->start);
+    wl_team_wait(w->team); /* start */
     for (uint64_t op = 0; op < w->ops; op++) {
         slot *s = &slots[wl_below(&r, SLOTS)];
         wl_check(WORKLOAD, s->p, s->size, s->tag);
@@ -82,7 +78,7 @@ static void *run(void *arg) {
         s->tag = next_tag++;
         wl_stamp(s->p, s->size, s->tag);
     }
-    pthread_barrier_wait(w->stop);
+    wl_team_wait(w->team); /* stop */
 
     uint64_t sum = 0;
     for (size_t i = 0; i < SLOTS; i++) {
@@ -98,24 +94,17 @@ static void *run(void *arg) {
 int main(int argc, char **argv) {
     wl_args a = wl_parse_args(argc, argv, "threads churning a mixed-size working set");
     uint64_t total = wl_scaled(20000000, a.scale, (uint64_t)a.threads);
-    pthread_barrier_t start, stop;
-    pthread_barrier_init(&start, NULL, (unsigned)a.threads + 1);
-    pthread_barrier_init(&stop, NULL, (unsigned)a.threads + 1);
+    wl_team team;
+    wl_team_init(&team, WORKLOAD, a.threads);
     worker *ws = wl_xmalloc(WORKLOAD, sizeof(worker) * (size_t)a.threads);
     for (int i = 0; i < a.threads; i++) {
-        ws[i] = (worker){.index = i, .ops = total / (uint64_t)a.threads, .start = &start, .stop = &stop};
-        if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
-            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
-            return 1;
-        }
+        ws[i] = (worker){.index = i, .ops = total / (uint64_t)a.threads, .team = &team};
+        wl_team_spawn(&team, run, &ws[i]);
     }
-    pthread_barrier_wait(&start);
-    double t0 = wl_now();
-    pthread_barrier_wait(&stop);
-    double secs = wl_now() - t0;
+    double secs = wl_team_timed(&team);
+    wl_team_join(&team);
     uint64_t ops = 0, sum = 0;
     for (int i = 0; i < a.threads; i++) {
-        pthread_join(ws[i].tid, NULL);
         ops += ws[i].ops;
         sum += ws[i].checksum;
     }

@@ -24,8 +24,6 @@
  */
 #include "wl_common.h"
 
-#include <pthread.h>
-
 #define WORKLOAD "tokenizer"
 #define VOCAB 50000
 #define WINDOW 2000
@@ -52,14 +50,12 @@ typedef struct record {
 } record;
 
 typedef struct worker {
-    pthread_t tid;
     int index;
     uint64_t lines;
     uint64_t tokens;
     uint64_t pruned; /* counts removed by pruning */
     table t;
-    pthread_barrier_t *start;
-    pthread_barrier_t *stop;
+    wl_team *team;
 } worker;
 
 static char **vocab; /* read-only after setup: capitalised words */
@@ -176,7 +172,7 @@ static void *run(void *arg) {
     char **tokens = NULL;
     size_t tokens_cap = 0;
     if (!window) wl_fail(WORKLOAD, "calloc failed");
-    pthread_barrier_wait(w->start);
+    wl_team_wait(w->team); /* start */
 
     for (uint64_t ln = 0; ln < w->lines; ln++) {
         /* 1. "read" the line into a realloc-grown buffer */
@@ -254,7 +250,7 @@ static void *run(void *arg) {
 
         if ((ln + 1) % PRUNE_EVERY == 0) w->pruned += table_prune(&w->t);
     }
-    pthread_barrier_wait(w->stop);
+    wl_team_wait(w->team); /* stop */
     for (size_t i = 0; i < WINDOW; i++) {
         if (window[i]) {
             free(window[i]->text);
@@ -291,23 +287,19 @@ int main(int argc, char **argv) {
     wl_args a = wl_parse_args(argc, argv, "threads tokenizing text into word-count hash tables");
     uint64_t total = wl_scaled(300000, a.scale, (uint64_t)a.threads);
     make_vocab();
-    pthread_barrier_t start, stop;
-    pthread_barrier_init(&start, NULL, (unsigned)a.threads + 1);
-    pthread_barrier_init(&stop, NULL, (unsigned)a.threads + 1);
+    wl_team team;
+    wl_team_init(&team, WORKLOAD, a.threads);
     worker *ws = wl_xmalloc(WORKLOAD, sizeof(worker) * (size_t)a.threads);
     for (int i = 0; i < a.threads; i++) {
-        ws[i] = (worker){.index = i, .lines = total / (uint64_t)a.threads, .start = &start, .stop = &stop};
-        if (pthread_create(&ws[i].tid, NULL, run, &ws[i]) != 0) {
-            fprintf(stderr, WORKLOAD ": pthread_create failed\n");
-            return 1;
-        }
+        ws[i] = (worker){.index = i, .lines = total / (uint64_t)a.threads, .team = &team};
+        wl_team_spawn(&team, run, &ws[i]);
     }
-    pthread_barrier_wait(&start);
+    wl_team_wait(&team); /* start */
     double t0 = wl_now();
-    pthread_barrier_wait(&stop);
+    wl_team_wait(&team); /* stop: the merge below is timed too */
+    wl_team_join(&team);
     uint64_t tokens = 0, pruned = 0, lines = 0;
     for (int i = 0; i < a.threads; i++) {
-        pthread_join(ws[i].tid, NULL);
         tokens += ws[i].tokens;
         pruned += ws[i].pruned;
         lines += ws[i].lines;

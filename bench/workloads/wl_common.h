@@ -6,8 +6,8 @@
  * The helpers here keep the programs uniform:
  *
  *  - the command line: `-s SCALE` (a float; 1.0 is the default run, about one
- *    to a few seconds under glibc on a 2-core machine; ctest runs 0.01) and
- *    `-t THREADS`;
+ *    to a few seconds under glibc on a 2-core machine; ctest runs 0.01),
+ *    `-t THREADS` and, for workloads that have variants, `-m MODE`;
  *  - a deterministic PRNG (splitmix64 seeding xoshiro-style state), so a run
  *    makes the same allocation sequence under every allocator;
  *  - block stamping: a tag is written at the start, at the end and on every
@@ -15,6 +15,8 @@
  *    and checked again before the block is freed. A mismatch prints the
  *    workload, the block and the offset on stderr and exits with status 3, so
  *    the workloads double as allocator corruption detectors;
+ *  - a thread team (wl_team): start N threads, meet them at a barrier that
+ *    the main thread shares, time the section between two meetings, join;
  *  - the result line: exactly one line starting with "RESULT " and made of
  *    key=value pairs, always including workload, threads, scale, seconds,
  *    ops, ops_per_sec, peak_rss_kb and ru_maxrss_kb. peak_rss_kb is VmHWM,
@@ -31,6 +33,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,27 +46,36 @@
 /* ---- command line ------------------------------------------------------ */
 
 typedef struct wl_args {
-    double scale;  /* work multiplier; 1.0 = default run */
-    int threads;   /* worker threads (meaning documented per workload) */
+    double scale;     /* work multiplier; 1.0 = default run */
+    int threads;      /* worker threads (meaning documented per workload) */
+    const char *mode; /* the variant (-m), one of the workload's modes; NULL without modes */
 } wl_args;
 
-static inline void wl_usage(const char *prog, const char *what) {
+static inline void wl_usage(const char *prog, const char *what, const char *const *modes) {
     fprintf(stderr,
-            "usage: %s [-s SCALE] [-t THREADS]\n"
+            "usage: %s [-s SCALE] [-t THREADS]%s\n"
             "  %s\n"
             "  -s SCALE    work multiplier (default 1.0; 0.01 for a smoke run)\n"
             "  -t THREADS  worker threads (default 1)\n",
-            prog, what);
+            prog, modes ? " [-m MODE]" : "", what);
+    if (modes) {
+        fprintf(stderr, "  -m MODE     one of:");
+        for (const char *const *m = modes; *m; m++) fprintf(stderr, " %s%s", *m, m == modes ? " (default)" : "");
+        fputc('\n', stderr);
+    }
 }
 
-/* Parses -s/-t (also --scale=/--threads=); exits 2 on anything else. */
-static inline wl_args wl_parse_args(int argc, char **argv, const char *what) {
-    wl_args a = {1.0, 1};
+/* Parses -s/-t/-m (also --scale=/--threads=/--mode=); exits 2 on anything
+ * else. `modes` is a NULL-terminated list of the variants the workload knows,
+ * the first being the default, or NULL when it has none (then -m is an
+ * error). */
+static inline wl_args wl_parse_args_modes(int argc, char **argv, const char *what, const char *const *modes) {
+    wl_args a = {1.0, 1, modes ? modes[0] : NULL};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *val = NULL;
         char opt = 0;
-        if ((arg[0] == '-' && (arg[1] == 's' || arg[1] == 't') && arg[2] == '\0') && i + 1 < argc) {
+        if ((arg[0] == '-' && (arg[1] == 's' || arg[1] == 't' || arg[1] == 'm') && arg[2] == '\0') && i + 1 < argc) {
             opt = arg[1];
             val = argv[++i];
         } else if (strncmp(arg, "--scale=", 8) == 0) {
@@ -72,16 +84,28 @@ static inline wl_args wl_parse_args(int argc, char **argv, const char *what) {
         } else if (strncmp(arg, "--threads=", 10) == 0) {
             opt = 't';
             val = arg + 10;
+        } else if (strncmp(arg, "--mode=", 7) == 0) {
+            opt = 'm';
+            val = arg + 7;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            wl_usage(argv[0], what);
+            wl_usage(argv[0], what, modes);
             exit(0);
         } else {
-            wl_usage(argv[0], what);
+            wl_usage(argv[0], what, modes);
             exit(2);
         }
         char *end = NULL;
         errno = 0;
-        if (opt == 's') {
+        if (opt == 'm') {
+            const char *const *m = modes;
+            while (m && *m && strcmp(*m, val) != 0) m++;
+            if (!m || !*m) {
+                fprintf(stderr, "%s: unknown mode '%s'\n", argv[0], val);
+                wl_usage(argv[0], what, modes);
+                exit(2);
+            }
+            a.mode = *m;
+        } else if (opt == 's') {
             a.scale = strtod(val, &end);
             if (errno || end == val || *end || !(a.scale > 0.0) || a.scale > 1000.0) {
                 fprintf(stderr, "%s: bad scale '%s'\n", argv[0], val);
@@ -97,6 +121,11 @@ static inline wl_args wl_parse_args(int argc, char **argv, const char *what) {
         }
     }
     return a;
+}
+
+/* The same for workloads without variants. */
+static inline wl_args wl_parse_args(int argc, char **argv, const char *what) {
+    return wl_parse_args_modes(argc, argv, what, NULL);
 }
 
 /* Scales a base count, never below `min`. */
@@ -273,6 +302,65 @@ static inline void *wl_xmalloc(const char *workload, size_t size) {
         _exit(4);
     }
     return p;
+}
+
+/* ---- thread team ------------------------------------------------------------ */
+
+/* N worker threads and the main thread meet at one reusable barrier of N + 1.
+ * The usual shape:
+ *
+ *     wl_team team;
+ *     wl_team_init(&team, WORKLOAD, n);
+ *     for (i...) { ws[i].team = &team; wl_team_spawn(&team, run, &ws[i]); }
+ *     double secs = wl_team_timed(&team);  // workers: wl_team_wait() twice
+ *     wl_team_join(&team);
+ *
+ * The pthread_t array is malloc'd from the allocator under test (as the
+ * workloads' other bookkeeping is). Failure to start a thread exits 1. */
+typedef struct wl_team {
+    const char *workload;
+    int n;       /* threads the barrier expects (the main thread comes on top) */
+    int started; /* threads spawned so far */
+    pthread_t *tids;
+    pthread_barrier_t bar;
+} wl_team;
+
+static inline void wl_team_init(wl_team *t, const char *workload, int nthreads) {
+    t->workload = workload;
+    t->n = nthreads;
+    t->started = 0;
+    t->tids = wl_xmalloc(workload, sizeof(pthread_t) * (size_t)nthreads);
+    pthread_barrier_init(&t->bar, NULL, (unsigned)nthreads + 1);
+}
+
+/* Starts the next thread of the team running fn(arg). */
+static inline void wl_team_spawn(wl_team *t, void *(*fn)(void *), void *arg) {
+    if (t->started >= t->n || pthread_create(&t->tids[t->started], NULL, fn, arg) != 0) {
+        fprintf(stderr, "%s: pthread_create failed\n", t->workload);
+        exit(1);
+    }
+    t->started++;
+}
+
+/* Meets the rest of the team (workers and main thread alike). */
+static inline void wl_team_wait(wl_team *t) { pthread_barrier_wait(&t->bar); }
+
+/* Main thread: meets the team twice and returns the seconds in between (the
+ * workers' timed section runs between their two wl_team_wait calls). */
+static inline double wl_team_timed(wl_team *t) {
+    wl_team_wait(t);
+    double t0 = wl_now();
+    wl_team_wait(t);
+    return wl_now() - t0;
+}
+
+/* Joins every thread in start order and releases the team. */
+static inline void wl_team_join(wl_team *t) {
+    for (int i = 0; i < t->started; i++) pthread_join(t->tids[i], NULL);
+    pthread_barrier_destroy(&t->bar);
+    free(t->tids);
+    t->tids = NULL;
+    t->started = 0;
 }
 
 /* ---- result line -------------------------------------------------------- */
