@@ -411,6 +411,20 @@ Test(gc_api, memory_limit_caps_the_goal_even_with_percent_off)
     sa_set_memory_limit(0);
 }
 
+Test(gc_api, options_from_code)
+{
+    cr_assert_eq(sa_option_set("gc_percent", "off"), 0);
+    cr_assert_eq(sa_gc_set_percent(100), -1, "gc_percent=off reads back as -1");
+    cr_assert_eq(sa_option_set("gc_percent", "25"), 0);
+    cr_assert_eq(sa_gc_set_percent(100), 25);
+    cr_assert_eq(sa_option_set("gc_percent", "-3"), -1);
+    cr_assert_eq(sa_option_set("gc_mode", "bogus"), -1);
+    cr_assert_eq(sa_option_set("gctrace", "2"), -1);
+    cr_assert_eq(sa_option_set("gc_markers", "3"), -1);
+    cr_assert_eq(sa_option_set("gc_markers", "1"), 0);
+    cr_assert_eq(sa_option_set("gctrace", "0"), 0);
+}
+
 static void *make_garbage(void *arg)
 {
     (void)arg;
