@@ -4,8 +4,9 @@
 #   tools/bench_gc.sh [--quick] [--runs N] [--out DIR]
 #
 # Builds build-bench-gc/ (Release, -DSPANALLOC_GC=ON, -j2), then runs each
-# workload as spanalloc in gc_mode=concurrent, spanalloc in gc_mode=stw and
-# Boehm GC (Debian libgc-dev, default settings), N times each (default 1),
+# workload as spanalloc in gc_mode=concurrent, spanalloc in gc_mode=stw,
+# Boehm GC (Debian libgc-dev, default settings) and Boehm GC in incremental
+# mode (GC_ENABLE_INCREMENTAL=1), N times each (default 1),
 # and prints one table row per workload and collector: the run with the
 # median total time, its max/p99/p50 stop-the-world pause, spanalloc's
 # longest time-to-stop (the part of a pause spent waiting for threads to
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --runs) runs=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench_gc.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -58,12 +59,14 @@ fi
 run() {
   local w=$1 exe=$2 mode=$3; shift 3
   local trace=$out/$w-$mode.gctrace
-  [ "$mode" = boehm ] || : > "$trace"
+  case $mode in boehm*) ;; *) : > "$trace" ;; esac
   for i in $(seq 1 "$runs"); do
     echo "=== $w $mode run $i/$runs: $(basename "$exe") $*" >&2
     local line
     if [ "$mode" = boehm ]; then
       line=$("$exe" "$@" | grep '^RESULT ')
+    elif [ "$mode" = boehm-incremental ]; then
+      line=$(GC_ENABLE_INCREMENTAL=1 "$exe" "$@" | grep '^RESULT ')
     else
       line=$(SPANALLOC="gc_mode=$mode,gctrace=1" "$exe" "$@" 2>>"$trace" | grep '^RESULT ')
     fi
@@ -77,6 +80,7 @@ for w in binary_trees server_churn; do
   run "$w" "$bin/gcbench_${w}_spanalloc" stw "${a[@]}"
   if [ -x "$bin/gcbench_${w}_boehm" ]; then
     run "$w" "$bin/gcbench_${w}_boehm" boehm "${a[@]}"
+    run "$w" "$bin/gcbench_${w}_boehm" boehm-incremental "${a[@]}"
   else
     echo "bench_gc.sh: Boehm GC not built (apt-get install libgc-dev): $w boehm skipped" >&2
   fi
