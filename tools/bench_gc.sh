@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --runs) runs=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench_gc.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
