@@ -268,6 +268,11 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
     if (!s)
         report_unknown(p, call);
     uintptr_t a = (uintptr_t)p;
+#if defined(SA_GC) && SA_GC
+    /* Spans the collector owns carry its mark bits. */
+    if (sa_load_relaxed(&s->gcmarkBits) != NULL)
+        sa_report_invalid(call, p, "object of the garbage collector (sa_gc_alloc), not malloc");
+#endif
     if (sa_load_relaxed(&s->spanclass) == 0) {
         if (a != s->base)
             sa_report_invalid(call, p, "interior pointer into a large block");

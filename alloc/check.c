@@ -70,6 +70,9 @@ __attribute__((visibility("default"))) int sa_heap_check(void)
     memset(cached, 0, sizeof cached);
     sa_mcache_check(epoch, cached);
     sa_mcentral_check(epoch, cached);
+#if defined(SA_GC) && SA_GC
+    sa_gc_heap_check(epoch);
+#endif
     sa_mheap_check(epoch);
     sa_unlock_all();
     return 0;

@@ -538,4 +538,11 @@ extern SA_HIDDEN sa_threadstats sa_global_stats;
 SA_HIDDEN void sa_stats_add_global(uint64_t *field, uint64_t v);
 SA_HIDDEN void sa_stats_print_exit(void);
 
+/* ---- collector hooks (alloc/gc/, built with SPANALLOC_GC) -------------------- */
+#if defined(SA_GC) && SA_GC
+SA_HIDDEN int sa_gc_option(const char *key, size_t klen, const char *val, size_t vlen);
+SA_HIDDEN void sa_gc_fill_memstats(sa_memstats *out);
+SA_HIDDEN void sa_gc_heap_check(uint32_t epoch);
+#endif
+
 #endif /* SA_INTERNAL_H */

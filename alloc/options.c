@@ -18,6 +18,8 @@
  *   prof_dump_at_exit=PATH  write the heap profile to PATH at exit (%p in
  *                       PATH becomes the process id)
  *   fail_os_after=N     debug builds: the N-th mmap/madvise from now fails
+ *   gc_percent=N|off, gctrace=0|1, gc_mode=stw|concurrent, gc_markers=1|2
+ *                       collector builds (SPANALLOC_GC): see docs/gc.md
  * They tune the build-time scavenger policy; they do not replace it.
  */
 #include <errno.h>
@@ -140,6 +142,13 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
         return -1; /* needs a SPANALLOC_DEBUG build */
 #endif
     }
+#if defined(SA_GC) && SA_GC
+    {
+        int r = sa_gc_option(key, klen, val, vlen); /* gc_percent, gctrace, gc_mode */
+        if (r != -2)
+            return r;
+    }
+#endif
     if (key_is(key, klen, "prof_dump_at_exit")) {
         if (vlen == 0 || vlen >= sizeof sa_opts.prof_dump_path)
             return -1;

@@ -100,6 +100,9 @@ void sa_read_memstats(sa_memstats *out)
     out->scav_released = sc.released_bg + sc.released_eager + sc.released_forced;
     out->scav_madvise_calls = sc.madvise_calls;
     out->scav_ns = sc.ns;
+#if defined(SA_GC) && SA_GC
+    sa_gc_fill_memstats(out);
+#endif
 }
 
 void sa_get_counters(sa_counters *out)
@@ -130,6 +133,13 @@ const char *sa_build_option(const char *name)
         return sa_madvise_name();
     if (strcmp(name, "valgrind") == 0) {
 #ifdef SPANALLOC_VALGRIND
+        return "on";
+#else
+        return "off";
+#endif
+    }
+    if (strcmp(name, "gc") == 0) {
+#if defined(SA_GC) && SA_GC
         return "on";
 #else
         return "off";
@@ -190,6 +200,15 @@ static void report_text(emitter *e, const sa_memstats *m)
     emit(e, "  scavenger: released=%zu madvise=%zu time_us=%zu faulted_pages=%zu\n",
          (size_t)m->scav_released, (size_t)m->scav_madvise_calls, (size_t)(m->scav_ns / 1000),
          (size_t)m->pages_faulted);
+#if defined(SA_GC) && SA_GC
+    emit(e, "  gc: num_gc=%zu forced=%zu pause_total_us=%zu pause_us(p50/p99/max)=%zu/%zu/%zu "
+            "stop_us(p50/p99/max)=%zu/%zu/%zu next_gc=%zu objects=%zu bytes=%zu\n",
+         (size_t)m->num_gc, (size_t)m->num_forced_gc, (size_t)(m->pause_total_ns / 1000),
+         (size_t)(m->pause_p50_ns / 1000), (size_t)(m->pause_p99_ns / 1000),
+         (size_t)(m->pause_max_ns / 1000), (size_t)(m->stop_p50_ns / 1000),
+         (size_t)(m->stop_p99_ns / 1000), (size_t)(m->stop_max_ns / 1000), (size_t)m->next_gc,
+         (size_t)m->gc_objects, (size_t)m->gc_bytes);
+#endif
     emit(e, "  %5s %8s %12s %12s %12s %14s\n", "class", "size", "mallocs", "frees", "live",
          "live bytes");
     for (unsigned c = 0; c < m->num_size_classes; c++) {
@@ -218,6 +237,10 @@ static void report_json(emitter *e, const sa_memstats *m)
     F(heap_objects); F(mspan_inuse); F(mspan_sys); F(mcache_inuse); F(mcache_sys);
     F(mcentral_sys); F(mheap_sys); F(scav_released); F(scav_madvise_calls); F(scav_ns);
     F(pages_faulted); F(num_gc); F(pause_total_ns); F(next_gc);
+#if defined(SA_GC) && SA_GC
+    F(num_forced_gc); F(last_gc); F(pause_p50_ns); F(pause_p99_ns); F(pause_max_ns);
+    F(stop_p50_ns); F(stop_p99_ns); F(stop_max_ns); F(gc_objects); F(gc_bytes);
+#endif
 #undef F
     emit(e, " \"by_size\": [\n");
     bool first = true;

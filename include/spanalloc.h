@@ -146,6 +146,7 @@ typedef struct sa_memstats {
     double gc_cpu_fraction;
     uint64_t pause_p50_ns, pause_p99_ns, pause_max_ns;
     uint64_t stop_p50_ns, stop_p99_ns, stop_max_ns;
+    uint64_t gc_objects, gc_bytes; /* managed objects (and bytes) not yet swept away */
     /* by size class */
     uint32_t num_size_classes;
     sa_memstats_class by_size[SA_MEMSTATS_CLASSES];
@@ -182,7 +183,8 @@ SA_API int sa_heap_check(void);
 SA_API const char *sa_version(void);
 
 /* The build option in force: "scavenger" (background|eager|off), "madvise"
- * (dontneed|free), "valgrind" (on|off), "version"; NULL for other names. */
+ * (dontneed|free), "valgrind" (on|off), "gc" (on|off), "version"; NULL for
+ * other names. */
 SA_API const char *sa_build_option(const char *name);
 
 /* ---- scavenger ------------------------------------------------------------ */
@@ -197,6 +199,56 @@ SA_API size_t sa_scavenge(size_t bytes);
 SA_API void sa_set_memory_limit(size_t bytes);
 /* The soft memory limit in force (0: none). */
 SA_API size_t sa_get_memory_limit(void);
+
+/* ---- garbage collector (built with -DSPANALLOC_GC=ON; docs/gc.md) ------------
+ * Declared always; defined only in collector builds (sa_build_option("gc")
+ * says "on"). A tri-colour mark-sweep collector over objects from
+ * sa_gc_alloc, which are never passed to free. Roots: ranges registered with
+ * sa_gc_add_root, and the stacks and registers of registered threads (the
+ * main thread is registered at load; a thread is registered by its first
+ * sa_gc_* call and unregistered at exit), scanned conservatively: any word
+ * that points into an object, interior pointers included, keeps it alive.
+ * Unregistered memory (malloc blocks, other globals) is not scanned.
+ * Options: SPANALLOC=gc_percent=N|off, gctrace=1, gc_mode=stw|concurrent
+ * (default concurrent: pointer stores into managed objects must then use
+ * SA_GC_STORE; a program that never does runs correctly in gc_mode=stw). */
+
+#define SA_GC_NOSCAN 1u /* the object holds no pointers: never scanned */
+
+/* Allocates size zeroed bytes managed by the collector (NULL+ENOMEM).
+ * Dropping the result is fine: it is garbage. */
+SA_API void *sa_gc_alloc(size_t size, unsigned flags);
+/* Registers [addr, addr+len) as a root range; 0 or -1. */
+SA_API int sa_gc_add_root(void *addr, size_t len);
+/* Removes the root range that starts at addr; 0 or -1 if there is none. */
+SA_API int sa_gc_remove_root(void *addr);
+/* Registers / unregisters the calling thread: its stack and registers are
+ * scanned at every stop of the world (threads that exit are unregistered). */
+SA_API int sa_gc_register_thread(void);
+SA_API void sa_gc_unregister_thread(void);
+/* Runs a full cycle now (also when gc_percent is off), finishes sweeping,
+ * and returns. */
+SA_API void sa_gc_collect(void);
+/* GOGC: the next cycle starts when the heap has grown by percent over the
+ * live heap (minimum goal 4 MiB); negative = off. Returns the old value. */
+SA_API int sa_gc_set_percent(int percent);
+/* Calls fn(obj, arg) once obj is unreachable, outside every allocator lock,
+ * on the finalizer thread or in sa_gc_run_finalizers; fn NULL removes it.
+ * obj must be an object's start. Ordering: along a chain of finalizable
+ * objects the one pointing runs first; finalizable cycles are never
+ * finalized. Returns 0 or -1. */
+SA_API int sa_gc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg);
+/* Runs the finalizers that are due in the calling thread; returns how many. */
+SA_API size_t sa_gc_run_finalizers(void);
+/* Start and size of the managed object p points into (NULL / 0 if none). */
+SA_API void *sa_gc_base(void *p);
+SA_API size_t sa_gc_size(void *p);
+/* The write barrier: *slot = value, shading as the concurrent mark needs.
+ * Use it for every store of a pointer into a managed object that may
+ * overwrite a pointer (initialising stores into a fresh object may be
+ * plain). Pause percentiles: sa_read_memstats (pause_p50_ns ...). */
+SA_API void sa_gc_store(void **slot, void *value);
+#define SA_GC_STORE(slot, value) sa_gc_store((void **)&(slot), (void *)(value))
 
 #ifdef __cplusplus
 }

@@ -56,7 +56,9 @@ if ! bash "$root/tools/install-deps.sh" all; then
 fi
 
 log "configure ($build)"
-if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPANALLOC_VALGRIND=ON; then
+# SPANALLOC_GC=ON: the collector's suites (tests/gc) run too, in both modes.
+if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPANALLOC_VALGRIND=ON \
+    -DSPANALLOC_GC=ON; then
   failures+=("configure")
   finish
 fi
