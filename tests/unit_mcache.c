@@ -1,6 +1,7 @@
 /* mcache: thread-exit flush, producer/consumer memory stays flat. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "internal.h"
@@ -73,7 +74,10 @@ static void *consumer(void *arg)
         void *p = atomic_exchange(&queue[i], NULL);
         if (p) {
             sa_free(p);
-        } else if (atomic_load(&done)) {
+        } else if (!atomic_load(&done)) {
+            sched_yield(); /* empty slot: let the producer run (valgrind
+                            * runs one thread at a time) */
+        } else {
             bool empty = true;
             for (unsigned k = 0; k < QLEN; k++)
                 if (atomic_load(&queue[k])) empty = false;
@@ -96,8 +100,10 @@ Test(mcache, producer_consumer_memory_stays_flat)
             void *p = sa_malloc(16 + (i % 8) * 48);
             unsigned k = (unsigned)i % QLEN;
             void *expect = NULL;
-            while (!atomic_compare_exchange_weak(&queue[k], &expect, p))
+            while (!atomic_compare_exchange_weak(&queue[k], &expect, p)) {
                 expect = NULL;
+                sched_yield(); /* full slot: let the consumer run */
+            }
         }
         sa_get_counters(&c);
         if (round == 0)
