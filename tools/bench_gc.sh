@@ -42,6 +42,7 @@ out=${out:-$build/results}
 mkdir -p "$out"
 results=$out/results.txt
 : > "$results"
+: > "$out/failures.txt"
 
 echo "=== bench_gc.sh: building $build (Release, SPANALLOC_GC=ON)" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_GC=ON \
@@ -62,13 +63,18 @@ run() {
   case $mode in boehm*) ;; *) : > "$trace" ;; esac
   for i in $(seq 1 "$runs"); do
     echo "=== $w $mode run $i/$runs: $(basename "$exe") $*" >&2
-    local line
+    local line st=0
     if [ "$mode" = boehm ]; then
-      line=$("$exe" "$@" | grep '^RESULT ')
+      line=$("$exe" "$@" | grep '^RESULT ') || st=$?
     elif [ "$mode" = boehm-incremental ]; then
-      line=$(GC_ENABLE_INCREMENTAL=1 "$exe" "$@" | grep '^RESULT ')
+      line=$(GC_ENABLE_INCREMENTAL=1 "$exe" "$@" | grep '^RESULT ') || st=$?
     else
-      line=$(SPANALLOC="gc_mode=$mode,gctrace=1" "$exe" "$@" 2>>"$trace" | grep '^RESULT ')
+      line=$(SPANALLOC="gc_mode=$mode,gctrace=1" "$exe" "$@" 2>>"$trace" | grep '^RESULT ') || st=$?
+    fi
+    if [ $st -ne 0 ] || [ -z "$line" ]; then
+      # e.g. Boehm's incremental mode at 256 MB: "un-mprotect vdb failed"
+      echo "bench_gc.sh: $w $mode run $i failed (status $st); no row" | tee -a "$out/failures.txt" >&2
+      continue
     fi
     echo "$line" | tee -a "$results" >&2
   done
@@ -107,5 +113,6 @@ awk '
       printf "%-13s %-10s %-11s %9.3f %11.1f %11.1f %11.1f %12s %7d %9.1f\n", val("bench"), val("gc"), val("mode"), val("seconds"), val("max_pause_us"), val("p99_pause_us"), val("p50_pause_us"), stop, val("cycles"), val("peak_rss_kb") / 1024
     }
   }' "$results"
+[ -s "$out/failures.txt" ] && { echo; cat "$out/failures.txt"; }
 echo
 echo "RESULT lines: $results; gctrace logs: $out/*.gctrace (tools/gctrace_hist.py)"
