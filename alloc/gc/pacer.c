@@ -51,25 +51,26 @@ static uint64_t nhist;
 static uint64_t gc_cpu_ns;            /* collector CPU, atomic */
 static uint64_t start_ns;
 
-uint64_t sa_gc_nanotime(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t sa_gc_nanotime(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 static uint64_t walltime(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t sa_gc_thread_cputime(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static unsigned nprocs(void)
