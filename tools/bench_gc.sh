@@ -44,6 +44,9 @@ results=$out/results.txt
 : > "$results"
 : > "$out/failures.txt"
 
+# a fresh machine: Boehm GC (libgc-dev) and the build tools, as bench.sh does
+bash "$root/tools/install-deps.sh" bench >&2 || exit 1
+
 echo "=== bench_gc.sh: building $build (Release, SPANALLOC_GC=ON)" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSPANALLOC_GC=ON \
   -DSPANALLOC_BUILD_TESTS=OFF >/dev/null
