@@ -27,9 +27,9 @@
  * it; small allocation reaches it only when an mcentral needs a new span.
  * scav_lock (taken before heap_lock) admits one releaser at a time -- the
  * background thread, an eager free, a memory-limit release, sa_scavenge --
- * so at most one run is in flight (scav_inflight) while heap_lock is dropped
- * around madvise; the fork handlers take it too, so a child never inherits
- * a run in flight.
+ * so at most one run is in flight while heap_lock is dropped around madvise
+ * (marked in use, mapped to no span); the fork handlers and the heap check
+ * take it too, so neither ever sees a run in flight.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -46,8 +46,6 @@ static sa_fixalloc spanalloc_pool = {.size = sizeof(sa_span)};
 static sa_fixalloc arenameta_pool = {.size = sizeof(sa_heaparena)};
 static uintptr_t next_arena_hint;   /* where the next reservation should go */
 static uint64_t pages_faulted;      /* released pages handed out again */
-static uintptr_t scav_inflight;     /* run being released (lock dropped) */
-static size_t scav_inflight_pages;
 
 /* Pages reused after the scavenger gave them back (fresh arena pages have no
  * memory either, but faulting them in is growth, not a refault). */
@@ -323,8 +321,6 @@ size_t sa_mheap_scavenge(size_t maxpages, uint64_t idle_epoch, uint64_t *ncalls)
         uintptr_t addr;
         pthread_mutex_lock(&heap_lock);
         size_t n = sa_pages_scav_take(&pages, want, idle_epoch, &addr);
-        scav_inflight = addr;
-        scav_inflight_pages = n;
         pthread_mutex_unlock(&heap_lock);
         if (n == 0)
             break;
@@ -332,7 +328,6 @@ size_t sa_mheap_scavenge(size_t maxpages, uint64_t idle_epoch, uint64_t *ncalls)
         (*ncalls)++;
         pthread_mutex_lock(&heap_lock);
         sa_pages_scav_done(&pages, addr, n, result);
-        scav_inflight_pages = 0;
         pthread_mutex_unlock(&heap_lock);
         if (result == SA_RELEASE_FAILED)
             break;
@@ -366,8 +361,6 @@ void sa_mheap_fork_child(void)
 {
     pthread_mutex_init(&heap_lock, NULL);
     pthread_mutex_init(&scav_lock, NULL);
-    if (scav_inflight_pages)
-        sa_report_fatal("mheap: a scavenged run was in flight across fork");
 }
 
 /* Heap check: the page map, the page allocator's bitmaps, summaries and
@@ -387,8 +380,6 @@ void sa_mheap_check(uint32_t epoch)
             bool used = a->inuse[pg / 64] >> (pg % 64) & 1;
             bool rel = a->released[pg / 64] >> (pg % 64) & 1;
             sa_span *s = a->spans[pg];
-            bool scav = scav_inflight_pages && addr >= scav_inflight &&
-                        addr < scav_inflight + (scav_inflight_pages << SA_PAGE_SHIFT);
             if (s) {
                 if (!used)
                     sa_check_fail("page of a span is free in the page bitmap", s);
@@ -398,14 +389,15 @@ void sa_mheap_check(uint32_t epoch)
                     sa_check_fail("page maps to a freed span struct", s);
                 if (addr == s->base) {
                     inuse += s->npages;
-                    /* TRANSIT: emptied, waiting for our lock to be freed */
+                    /* TRANSIT: between the mheap and an mcentral (see
+                     * SA_SPAN_TRANSIT), waiting for a lock this check holds */
                     if (s->spanclass != 0 && s->checkmark != epoch &&
                         sa_load_sc(&s->state) != SA_SPAN_TRANSIT)
                         sa_check_fail("small span in no mcentral list and no mcache", s);
                     if (s->spanclass == 0 && s->state != SA_SPAN_LARGE)
                         sa_check_fail("large span not in state LARGE", s);
                 }
-            } else if (used && !scav) {
+            } else if (used) {
                 sa_check_fail("in-use page maps to no span", NULL);
             }
             if (rel && used)
