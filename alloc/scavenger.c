@@ -59,6 +59,18 @@
 #define EAGER_MIN_PAGES 16             /* eager: release runs from 128 KiB */
 
 static int started;             /* atomic: the background thread exists */
+/* Held around the background thread's reclaim (which frees emptied spans to
+ * the mheap after dropping each mcentral lock), so that sa_scavenge, taking
+ * it too, never releases while spans another reclaim emptied are still on
+ * their way to the page heap (they would stay resident). */
+static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void reclaim_all(void)
+{
+    pthread_mutex_lock(&reclaim_lock);
+    sa_mcentral_reclaim_all();
+    pthread_mutex_unlock(&reclaim_lock);
+}
 static size_t memory_limit;     /* atomic: bytes, 0 = none */
 static sa_scavstats scav_stats; /* atomics */
 
@@ -167,7 +179,7 @@ static void *scavenger_main(void *arg)
     uint64_t nap = IDLE_SLEEP_NS;
     for (;;) {
         sleep_ns(nap);
-        sa_mcentral_reclaim_all();
+        reclaim_all();
         sa_pageheap_stats h;
         sa_mheap_stats(&h);
         uint64_t t = now_ns(CLOCK_MONOTONIC);
@@ -269,6 +281,7 @@ void sa_scavenger_after_free(size_t npages)
 void sa_scavenger_fork_child(void)
 {
     sa_store_relaxed(&started, 0); /* the child has no scavenger thread */
+    pthread_mutex_init(&reclaim_lock, NULL); /* it may have held this */
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -278,7 +291,7 @@ __attribute__((visibility("default"))) size_t sa_scavenge(size_t bytes)
     sa_ensure_init();
     if (SA_SCAVENGER_POLICY == SA_SCAV_OFF)
         return 0;
-    sa_mcentral_reclaim_all();
+    reclaim_all();
     size_t pages = bytes == 0 ? SIZE_MAX : (bytes + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
     size_t n = release(pages, UINT64_MAX, 2);
     if (n)
