@@ -4,9 +4,10 @@
  *
  * Fast paths (static inline, at the top): a small malloc is a TLS load, a
  * size-class table load, and a count-trailing-zeros on the cached span's
- * allocCache; a free of an object whose span this thread caches is a page
- * map lookup, an index by multiply-shift, and a bitmap clear. Anything else
- * -- a window that ran dry, a large block, a span owned by another thread,
+ * allocCache; a free of an object whose span this thread owns (any of them,
+ * see mcache.c) is a page map lookup, an index by multiply-shift, a bitmap
+ * clear and a counter decrement. Anything else -- a window that ran dry, a
+ * large block, a span owned by another thread or with remote frees to fold,
  * bad input -- leaves through one call to a slow path below them.
  *
  * Every exported name is a thin wrapper around an always-inline
@@ -58,13 +59,15 @@ SA_INLINE void free_impl(void *p, const char *call)
         uint64_t *w = &s->allocBits[idx >> 6];
         uint64_t m = (uint64_t)1 << (idx & 63);
         uint64_t bits = sa_load_relaxed(w);
-        /* Live = allocated and not already freed by another thread. */
-        uint64_t live = bits & ~sa_load_relaxed(&s->remoteFree[idx >> 6]);
-        /* An object start (see sa_span_start_index) whose block is live. */
-        if (SA_LIKELY((uint32_t)prod < s->divmul && (live & m))) {
+        /* An object start (see sa_span_start_index) whose block is
+         * allocated, in a span no other thread has freed into since the
+         * owner last folded (else remoteFree must be consulted: slow). */
+        if (SA_LIKELY((uint32_t)prod < s->divmul && (bits & m) &&
+                      !sa_load_relaxed(&s->hasRemote))) {
             SA_TRACK_FREE(p);
             sa_store_relaxed(w, bits & ~m);
             SA_COUNTER_INC(&mc->stats.nfree[s->spanclass]);
+            sa_owner_freed(mc, s);
             return;
         }
     }
@@ -318,9 +321,13 @@ static SA_NOINLINE void free_slow(void *p, const char *call)
     unsigned spc = s->spanclass;
     SA_TRACK_FREE(p);
     if (sa_load_relaxed(&s->owner) == mc) {
-        /* Our own span (the fast path is skipped in some builds). */
+        /* Our own span, with remote frees to fold first (or a build that
+         * skips the fast path). */
+        if (sa_load_relaxed(&s->hasRemote))
+            s->allocCount -= sa_span_merge_remote(s, call);
         uint64_t *w = &s->allocBits[idx >> 6];
         sa_store_relaxed(w, sa_load_relaxed(w) & ~((uint64_t)1 << (idx & 63)));
+        sa_owner_freed(mc, s);
     } else {
         sa_free_remote(s, idx, call, p);
     }

@@ -7,7 +7,8 @@
  *             holds the page -> span map and the page allocator's bitmaps.
  *   span      a run of pages: either one large object (span class 0) or
  *             nelems objects of one size class tracked by bitmaps.
- *   mcache    per-thread: one span per span class, no locks.
+ *   mcache    per-thread: the spans it owns per class (one to allocate
+ *             from, up to SA_OWNED_MAX more it frees into), no locks.
  *   mcentral  per span class: partial and full spans, a lock.
  *   mheap     the page heap: arenas, page allocator, span structs; one lock.
  *
@@ -146,6 +147,11 @@ typedef struct sa_span sa_span;
  *    allocBits with an atomic exchange (see span.c).
  *  - state, owner: changed by the owner / under the mcentral lock; read by
  *    any thread (atomics).
+ *  - allocCount: slots not free in allocBits, counting the slots of a loaded
+ *    window as allocated (so it reaches 0 only when the span is empty and
+ *    has no window). Kept by the owner: the mcache thread while CACHED (its
+ *    frees decrement it on the fast path), the mcentral under its lock while
+ *    CENTRAL. Remote frees count once folded into allocBits.
  *  - pending, pendingNext: the mcentral's notification stack (mcentral.c).
  *  - everything else: set under the mheap lock when the span is created.
  */
@@ -160,25 +166,29 @@ struct sa_span {
     uint8_t spanclass;
     uint8_t needzero;     /* 1 once slots may hold old data */
     sa_mcache *owner;     /* atomic: caching mcache, or NULL */
-    size_t npages;
+    /* atomic: set after a remoteFree word gained a bit, cleared (exchange)
+     * before the words are read: lets merges skip the words when nothing
+     * arrived, and the owner's free fast path skip remoteFree. Stale 1s are
+     * harmless. Set once per merge, so it may share the owner's line. */
+    uint8_t hasRemote;
     uint8_t state;        /* atomic: enum sa_span_state */
     uint8_t list;         /* enum sa_span_list, under the mcentral lock */
     uint8_t pending;      /* atomic: 1 while on an mcentral pending stack */
     uint8_t largezero;    /* large span: pages came back zeroed */
     uint32_t windowFree;  /* owner: free slots in allocCache when loaded */
-    uint32_t allocCount;  /* objects allocated, kept while state == CENTRAL */
-    uint32_t checkmark;   /* sa_heap_check: epoch of the last visit */
+    uint32_t allocCount;  /* objects allocated (see below), kept by the owner */
+    uint32_t wakeAt;      /* owner: an owner free that leaves allocCount at or
+                           * below this calls mcache.c (0, or a parked span's
+                           * wake-up) */
     sa_span *next, *prev; /* mcentral list links / mheap struct free list */
+    size_t npages;
+    uint32_t checkmark;   /* sa_heap_check: epoch of the last visit */
 
     /* Second cache line: the bitmap the owner owns. */
     uint64_t allocBits[SA_BITMAP_WORDS] __attribute__((aligned(SA_CACHELINE)));
     /* Third cache line: written by other threads; kept apart from the owner's
      * lines so remote frees do not bounce them. */
     uint64_t remoteFree[SA_BITMAP_WORDS] __attribute__((aligned(SA_CACHELINE)));
-    /* atomic: set after a remoteFree word gained a bit, cleared (exchange)
-     * before the words are read: lets merges skip the words when nothing
-     * arrived. Stale 1s are harmless. */
-    uint8_t hasRemote;
     struct sa_prof_bucket *prof; /* large span holding a sampled object */
     sa_span *pendingNext; /* pending stack link (written by the CAS winner) */
     uint64_t *gcmarkBits; /* the collector's mark bits (issue 6), else NULL */
@@ -260,6 +270,9 @@ typedef struct sa_threadstats {
     uint64_t large_bytes_alloc, large_bytes_free;
 } sa_threadstats;
 
+/* Spans a thread owns per small class besides the one it allocates from. */
+#define SA_OWNED_MAX 32
+
 struct sa_mcache {
     /* One span per span class; never NULL (an empty span stands in). */
     sa_span *alloc[SA_NUM_SPAN_CLASSES];
@@ -274,6 +287,16 @@ struct sa_mcache {
     uint64_t sample_left[SA_NUM_SIZE_CLASSES];
     uint64_t hidden[SA_NUM_SIZE_CLASSES];
     uint64_t large_sample_left;
+    /* The other spans of each small class this thread owns (CACHED, owner ==
+     * this mcache, no window), in two sets (mcache.c): avail, with enough free
+     * slots to allocate from, and parked, waiting for frees. */
+    uint8_t navail[SA_NUM_SIZE_CLASSES], nparked[SA_NUM_SIZE_CLASSES];
+    sa_span *avail[SA_NUM_SIZE_CLASSES][SA_OWNED_MAX + 1];
+    sa_span *parked[SA_NUM_SIZE_CLASSES][SA_OWNED_MAX + 1];
+    /* atomic, set by other threads: some owned span got remote frees since
+     * the owner last looked (its own line: remote frees do not bounce the
+     * owner's). */
+    uint8_t remote_hint __attribute__((aligned(SA_CACHELINE)));
 };
 
 /* The thread's mcache: one initial-exec TLS slot; starts at sa_mcache_empty. */
@@ -284,6 +307,16 @@ extern SA_HIDDEN sa_span sa_emptyspan;      /* allocCache 0: always misses */
 
 SA_HIDDEN sa_mcache *sa_mcache_for_thread(void);
 SA_HIDDEN void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *ra);
+SA_HIDDEN void sa_mcache_span_wake(sa_mcache *mc, sa_span *s);
+
+/* The owner freed one object of s (its allocBits bit is already clear): a
+ * plain decrement; the slow call runs when a parked span has collected
+ * enough free slots, or a span became empty. */
+static inline __attribute__((always_inline)) void sa_owner_freed(sa_mcache *mc, sa_span *s)
+{
+    if (SA_UNLIKELY(--s->allocCount <= s->wakeAt))
+        sa_mcache_span_wake(mc, s);
+}
 SA_HIDDEN void sa_mcache_release_all(sa_mcache *mc);
 SA_HIDDEN void sa_mcache_fork_prepare(void);
 SA_HIDDEN void sa_mcache_fork_parent(void);

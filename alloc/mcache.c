@@ -1,30 +1,46 @@
 /*
  * mcache.c — the per-thread cache.
  *
- * Owns: one span per span class for the calling thread (alloc[]), and the
- * thread's counters. The malloc fast path (api.c) reads only the thread's
- * mcache and the span it points to: a TLS load, a table load, a
- * count-trailing-zeros on the span's allocCache, a few stores -- no lock and
- * no atomic read-modify-write. This file is the slow path behind it:
- * refilling a window, rescanning a span, trading a full span for another.
+ * Owns: the spans the calling thread owns -- per span class the one it
+ * allocates from (alloc[]) and, for malloc's classes, up to SA_OWNED_MAX more
+ * it has filled (avail and parked, below) -- and the thread's counters. The
+ * malloc fast path (api.c) reads only the thread's mcache and the span it
+ * points to: a TLS load, a table load, a count-trailing-zeros on the span's
+ * allocCache, a few stores -- no lock and no atomic read-modify-write. This
+ * file is the slow path behind it: refilling a window, rescanning a span,
+ * switching to another owned span or one from the mcentral.
  *
  * Invariants:
  *  - alloc[spc] is never NULL: an empty span (allocCache == 0) stands in, so
  *    the fast path needs no NULL check; a thread starts with sa_mcache_empty,
  *    whose every entry is that empty span.
- *  - a span in alloc[] has state CACHED and owner == this mcache; only this
- *    thread writes its allocCache, freeindex and allocBits.
+ *  - every span the mcache owns (alloc[], avail, parked) has state CACHED and
+ *    owner == this mcache and is in exactly one of those places (while a
+ *    span moves, it is written to its new place first: see fork below); only
+ *    this thread writes its allocCache, freeindex, allocBits, allocCount.
  *  - windowFree is the number of free slots in allocCache when the window was
  *    loaded; windowFree - popcount(allocCache) objects were handed out from
  *    it. Counting happens when a window is retired, off the fast path.
+ *    allocCount counts the window's slots as allocated while it is loaded.
  *
- * Frees. A free of an object whose span this thread caches clears the
- * allocBits bit directly (api.c). Every other free -- the span cached by
- * another thread, or sitting in an mcentral -- goes through sa_free_remote
- * (span.c): an atomic OR into the span's remoteFree bitmap, plus a lock-free
- * notification when the span is in its mcentral. The owner folds remoteFree
- * into allocBits when its window runs dry, so a producer/consumer pair keeps
- * reusing the same spans.
+ * Frees. A span stays owned by the thread that filled it while it has live
+ * objects, so the thread's own frees -- into any span it owns, not only the
+ * one it allocates from -- are plain stores (api.c): the allocBits bit and
+ * allocCount. A filled span is parked; the owner's free that leaves a
+ * quarter of it free wakes it (one compare on the fast path against the
+ * span's wakeAt), and a switch takes it up again; a span that becomes empty
+ * goes back to the mheap (one empty span per class is kept). Frees by other
+ * threads go through sa_free_remote (span.c): an atomic OR into the span's
+ * remoteFree bitmap, which raises remote_hint here the first time, so the
+ * owner folds them at its next switch; into a span sitting in an mcentral,
+ * plus a lock-free notification there. A producer/consumer pair keeps
+ * reusing the producer's spans.
+ *
+ * Bounds. At most SA_OWNED_MAX spans per class besides the current one:
+ * past that the fullest parked span goes back to the mcentral (frees into it
+ * take the remote path from then on). Empty spans do not linger: the free
+ * that empties one returns it; remote frees that empty one are found at the
+ * owner's next switch of that class, or when the thread exits.
  *
  * Thread exit. A pthread key destructor (sa_thread_exit) returns every span
  * to its mcentral, folds the counters into the global ones and switches the
@@ -33,8 +49,14 @@
  * the lock): nothing is cached after the flush, so nothing leaks, however the
  * destructors are ordered.
  *
+ * Fork. A thread stopped by fork anywhere leaves its cache orphaned in the
+ * child; the child's handler returns every span the orphan still owns,
+ * skipping a span seen twice (mid-move) because the first return made it
+ * CENTRAL. A span is never in none of the places.
+ *
  * Locking: mcache_list_lock guards the list of live mcaches and the pool of
- * mcache structs; it is never held while calling into mcentral.
+ * mcache structs; it is never held while calling into mcentral. An mcache's
+ * spans are its thread's alone: no lock.
  */
 #include <string.h>
 
@@ -90,16 +112,231 @@ sa_mcache *sa_mcache_for_thread(void)
     return mc;
 }
 
-/* Counts the objects handed out from s's current window and retires it.
- * Returns how many. */
+/* Counts the objects handed out from s's current window and retires it;
+ * the slots left in it stop counting as allocated. Returns how many were
+ * handed out. */
 static uint32_t retire_window(sa_mcache *mc, sa_span *s)
 {
     uint32_t left = (uint32_t)sa_popcount64(s->allocCache);
     uint32_t handed = s->windowFree - left;
     stat_add(&mc->stats.nmalloc[s->spanclass], handed);
+    s->allocCount -= left;
     s->windowFree = 0;
     s->allocCache = 0;
     return handed;
+}
+
+/* Loads s's window from fromword on; its free slots count as allocated from
+ * here on (the fast path hands them out without counting). */
+static bool load_window(sa_span *s, unsigned fromword)
+{
+    if (!sa_span_load_window(s, fromword))
+        return false;
+    s->allocCount += s->windowFree;
+    return true;
+}
+
+/* Folds the frees other threads made into s (owner only). */
+static void fold_remote(sa_span *s)
+{
+    s->allocCount -= sa_span_merge_remote(s, "free");
+}
+
+static inline uint32_t free_slots(const sa_span *s)
+{
+    return s->nelems - s->allocCount;
+}
+
+/* Free slots that make a span worth allocating from: a span with fewer
+ * waits for more frees (a refill that yields a couple of objects costs more
+ * than it saves; the mcentral's "partial" rule). */
+static inline bool well_stocked(const sa_span *s)
+{
+    return free_slots(s) * 4 >= s->nelems;
+}
+
+/* ---- owned spans -------------------------------------------------------------
+ * Besides the span it allocates from, a thread keeps the spans of a class it
+ * has filled, up to SA_OWNED_MAX, in two sets:
+ *   avail   spans with at least a quarter of their slots free (wakeAt 0);
+ *   parked  spans with fewer, waiting for frees: wakeAt is the allocCount at
+ *           which they have a quarter free, so the owner's free that gets
+ *           there moves the span to avail (sa_mcache_span_wake) -- nobody
+ *           scans parked spans for the owner's frees.
+ * Frees by other threads reach owned spans through remoteFree; the first one
+ * since the owner last looked raises mc->remote_hint, and the next switch
+ * folds every owned span that has some (span.c's hasRemote).
+ *
+ * Every step writes a span into its new place before taking it out of the
+ * old one, with a compiler barrier between: a fork that stops this thread
+ * anywhere finds each span in at least one place of the orphaned cache, and
+ * release_spans skips a second sighting (the span is no longer CACHED by the
+ * cache after the first). */
+#define ORDERED() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+static void set_add(sa_span **set, uint8_t *n, sa_span *s)
+{
+    set[*n] = s;
+    ORDERED();
+    *n = (uint8_t)(*n + 1);
+}
+
+static void set_remove(sa_span **set, uint8_t *n, unsigned i)
+{
+    unsigned last = *n - 1u;
+    set[i] = set[last];
+    ORDERED();
+    *n = (uint8_t)last;
+}
+
+static unsigned nowned(const sa_mcache *mc, unsigned spc)
+{
+    return mc->navail[spc] + mc->nparked[spc];
+}
+
+/* Gives span i of an owned set back to the mcentral (which frees it to the
+ * mheap when it is empty). */
+static void owned_release(unsigned spc, sa_span **set, uint8_t *n, unsigned i)
+{
+    sa_span *s = set[i];
+    s->wakeAt = 0;
+    sa_mcentral_uncache_span(&sa_central[spc], s, &set[i]);
+    set_remove(set, n, i);
+}
+
+/* Files s (no window) as avail or parked by its free slots. */
+static void file_owned(sa_mcache *mc, unsigned spc, sa_span *s)
+{
+    if (well_stocked(s)) {
+        s->wakeAt = 0;
+        set_add(mc->avail[spc], &mc->navail[spc], s);
+    } else {
+        s->wakeAt = s->nelems - (s->nelems + 3u) / 4u; /* a quarter free */
+        set_add(mc->parked[spc], &mc->nparked[spc], s);
+    }
+}
+
+/* Makes span i of an owned set the one spc allocates from (the current one
+ * is filed already), window loaded. */
+static sa_span *install(sa_mcache *mc, unsigned spc, sa_span **set, uint8_t *n, unsigned i)
+{
+    sa_span *s = set[i];
+    mc->alloc[spc] = s;
+    ORDERED();
+    set_remove(set, n, i);
+    s->wakeAt = 0;
+    s->needzero = 1;
+    if (!load_window(s, 0))
+        sa_report_fatal("mcache: owned span without a free slot");
+    return s;
+}
+
+/* Is there an empty avail span of spc other than s? */
+static bool other_empty(const sa_mcache *mc, unsigned spc, const sa_span *s)
+{
+    for (unsigned i = 0; i < mc->navail[spc]; i++)
+        if (mc->avail[spc][i] != s && mc->avail[spc][i]->allocCount == 0)
+            return true;
+    return false;
+}
+
+/* Folds the remote frees of every owned span of spc that has some, waking
+ * parked spans that now have enough free slots and giving back avail spans
+ * that became empty (one per class is kept). */
+static void fold_owned(sa_mcache *mc, unsigned spc)
+{
+    for (unsigned i = 0; i < mc->nparked[spc];) {
+        sa_span *t = mc->parked[spc][i];
+        if (sa_load_relaxed(&t->hasRemote)) {
+            fold_remote(t);
+            if (well_stocked(t)) {
+                t->wakeAt = 0;
+                set_add(mc->avail[spc], &mc->navail[spc], t);
+                set_remove(mc->parked[spc], &mc->nparked[spc], i);
+                continue;
+            }
+        }
+        i++;
+    }
+    for (unsigned i = 0; i < mc->navail[spc];) {
+        sa_span *t = mc->avail[spc][i];
+        if (sa_load_relaxed(&t->hasRemote))
+            fold_remote(t);
+        if (t->allocCount == 0 && other_empty(mc, spc, t)) {
+            owned_release(spc, mc->avail[spc], &mc->navail[spc], i);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* The span spc allocates from ran low. It joins the owned spans, and the
+ * most recently filed avail span becomes current; with none, the mcentral
+ * provides one (past SA_OWNED_MAX owned spans, the fullest parked one goes
+ * back to it first: frees into that span take the remote path from then on,
+ * so what a thread holds stays bounded). Returns the new current span,
+ * window loaded, or NULL when the heap is out of memory. */
+static sa_span *switch_span(sa_mcache *mc, unsigned spc)
+{
+    sa_span *cur = mc->alloc[spc];
+    if (cur != &sa_emptyspan)
+        file_owned(mc, spc, cur);
+    if (sa_load_relaxed(&mc->remote_hint) && __atomic_exchange_n(&mc->remote_hint, 0, __ATOMIC_SEQ_CST))
+        fold_owned(mc, spc);
+    if (mc->navail[spc] > 0)
+        return install(mc, spc, mc->avail[spc], &mc->navail[spc], mc->navail[spc] - 1u);
+    if (nowned(mc, spc) >= SA_OWNED_MAX) {
+        unsigned fullest = 0;
+        for (unsigned i = 1; i < mc->nparked[spc]; i++)
+            if (mc->parked[spc][i]->allocCount > mc->parked[spc][fullest]->allocCount)
+                fullest = i;
+        owned_release(spc, mc->parked[spc], &mc->nparked[spc], fullest);
+    }
+    sa_span *s = sa_mcentral_cache_span(&sa_central[spc], mc, &mc->alloc[spc]);
+    if (s) {
+        s->allocCount += s->windowFree; /* the window the mcentral loaded */
+        s->wakeAt = 0;
+        /* Only now, with the cache consistent: starting the scavenger
+         * thread allocates (pthread_create) and may come back here. */
+        sa_scavenger_after_alloc();
+        return s;
+    }
+    /* The heap cannot grow: any parked span with a free slot will do. */
+    for (unsigned i = 0; i < mc->nparked[spc]; i++) {
+        sa_span *t = mc->parked[spc][i];
+        fold_remote(t);
+        if (free_slots(t) > 0)
+            return install(mc, spc, mc->parked[spc], &mc->nparked[spc], i);
+    }
+    return NULL;
+}
+
+/* An owner free brought s's allocCount to its wakeAt or below: a parked
+ * span has a quarter of its slots free (it becomes avail), or a span became
+ * empty. The
+ * span spc allocates from stays; one empty span per class is kept for the
+ * next switch; any other goes back to the mheap through the mcentral. */
+void sa_mcache_span_wake(sa_mcache *mc, sa_span *s)
+{
+    unsigned spc = s->spanclass;
+    if (mc->alloc[spc] == s)
+        return;
+    for (unsigned i = 0; i < mc->nparked[spc]; i++)
+        if (mc->parked[spc][i] == s) {
+            s->wakeAt = 0;
+            set_add(mc->avail[spc], &mc->navail[spc], s);
+            set_remove(mc->parked[spc], &mc->nparked[spc], i);
+            if (s->allocCount != 0) /* else: also empty, see below */
+                return;
+            break;
+        }
+    for (unsigned i = 0; i < mc->navail[spc]; i++)
+        if (mc->avail[spc][i] == s) {
+            if (other_empty(mc, spc, s))
+                owned_release(spc, mc->avail[spc], &mc->navail[spc], i);
+            return;
+        }
+    sa_report_fatal("mcache: a freed span is not owned by the freeing thread");
 }
 
 /* The sampled allocation at a sample point (prof.c): the window was cut
@@ -118,7 +355,7 @@ static void *sample_point(sa_mcache *mc, sa_span *s, unsigned spc, int *needzero
 }
 
 /* The fast path missed: s's window is empty. Next window of the same span;
- * else fold remote frees and rescan it; else trade it for another span.
+ * else fold remote frees and rescan it while it has a free slot; else switch to another owned span or one from the mcentral.
  * ra is the program's call site (for heap profiling). */
 void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *ra)
 {
@@ -132,24 +369,18 @@ void *sa_mcache_refill_alloc(sa_mcache *mc, unsigned spc, int *needzero, void *r
             if (mc->hidden[spc])
                 return sample_point(mc, s, spc, needzero, ra);
         }
-        if (nextword < sa_span_nwords(s) && sa_span_load_window(s, nextword))
+        if (nextword < sa_span_nwords(s) && load_window(s, nextword))
             goto have;
-        sa_span_merge_remote(s, "free");
-        if (sa_span_count_alloc(s) < s->nelems) {
+        fold_remote(s);
+        if (free_slots(s) > 0) { /* use a span up before switching */
             s->needzero = 1; /* second pass: slots were used before */
-            sa_span_load_window(s, 0);
+            load_window(s, 0);
             goto have;
         }
-        /* the slot is cleared under the mcentral's lock: a fork child finds
-         * the span in exactly one place (see release_spans) */
-        sa_mcentral_uncache_span(&sa_central[spc], s, &mc->alloc[spc]);
     }
-    s = sa_mcentral_cache_span(&sa_central[spc], mc, &mc->alloc[spc]);
+    s = switch_span(mc, spc);
     if (!s)
         return NULL;
-    /* Only now, with the cache consistent: starting the scavenger thread
-     * allocates (pthread_create) and may come back here. */
-    sa_scavenger_after_alloc();
 have:
     if (prof) {
         sa_prof_mask_window(mc, s, spc);
@@ -160,7 +391,25 @@ have:
     return sa_span_take(s, s->allocCache);
 }
 
-/* Returns every cached span to its mcentral. */
+/* Is s still mc's? A span a fork caught on its way between two places of
+ * an orphaned cache is seen twice; it went back at the first sighting. */
+static bool still_owned(const sa_mcache *mc, const sa_span *s)
+{
+    return s != &sa_emptyspan && s->owner == mc && s->state == SA_SPAN_CACHED;
+}
+
+static void release_set(sa_mcache *mc, unsigned spc, sa_span **set, uint8_t *n)
+{
+    while (*n > 0) {
+        unsigned last = *n - 1u;
+        if (still_owned(mc, set[last]))
+            owned_release(spc, set, n, last);
+        else
+            set_remove(set, n, last);
+    }
+}
+
+/* Returns every span mc owns to its mcentral. */
 static void release_spans(sa_mcache *mc)
 {
     for (unsigned spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
@@ -169,6 +418,10 @@ static void release_spans(sa_mcache *mc)
             continue;
         if (spc < SA_NUM_SIZE_CLASSES)
             mc->hidden[spc] = 0; /* set-aside slots are free in allocBits */
+        if (!still_owned(mc, s)) {
+            mc->alloc[spc] = &sa_emptyspan;
+            continue;
+        }
         retire_window(mc, s);
         /* The slot is cleared under the mcentral's lock, with the span's
          * return: if a fork stops this thread anywhere here, the child's
@@ -176,6 +429,10 @@ static void release_spans(sa_mcache *mc)
          * the slot or on a list, never both (it once gave it back twice) and
          * never neither. */
         sa_mcentral_uncache_span(&sa_central[spc], s, &mc->alloc[spc]);
+    }
+    for (unsigned spc = 0; spc < SA_NUM_SIZE_CLASSES; spc++) {
+        release_set(mc, spc, mc->avail[spc], &mc->navail[spc]);
+        release_set(mc, spc, mc->parked[spc], &mc->nparked[spc]);
     }
 }
 
@@ -246,25 +503,54 @@ void sa_mcache_fold_stats(sa_threadstats *out)
     pthread_mutex_unlock(&mcache_list_lock);
 }
 
-/* Heap check: every cached span is CACHED, owned by its mcache, of the
- * class it is cached for, and cached once. */
+/* Heap check of one span mc owns for spc. */
+static void check_owned(const sa_mcache *mc, unsigned spc, const sa_span *s, uint32_t epoch)
+{
+    sa_check_visit(s, epoch, "mcache");
+    if (s->state != SA_SPAN_CACHED || s->owner != mc)
+        sa_check_fail("span in an mcache is not CACHED by it", s);
+    if (s->spanclass != spc)
+        sa_check_fail("span cached under another span class", s);
+    if (s->list != SA_LIST_NONE)
+        sa_check_fail("cached span still on an mcentral list", s);
+    sa_check_span_bits(s);
+    /* allocCount counts the loaded window as allocated. */
+    if (s->allocCount != sa_span_count_alloc(s) + sa_popcount64(s->allocCache))
+        sa_check_fail("owned span allocCount differs from its bitmap and window", s);
+}
+
+/* Heap check: every span an mcache owns (the one it allocates from and the
+ * others) is CACHED, owned by it, of the class it is filed under, counted
+ * exactly, and in one place. */
 void sa_mcache_check(uint32_t epoch, uint64_t *cached_per_class)
 {
-    for (sa_mcache *mc = mcache_list; mc; mc = mc->next)
+    for (sa_mcache *mc = mcache_list; mc; mc = mc->next) {
         for (unsigned spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
             sa_span *s = mc->alloc[spc];
             if (s == &sa_emptyspan)
                 continue;
-            sa_check_visit(s, epoch, "mcache");
-            if (s->state != SA_SPAN_CACHED || s->owner != mc)
-                sa_check_fail("span in an mcache is not CACHED by it", s);
-            if (s->spanclass != spc)
-                sa_check_fail("span cached under another span class", s);
-            if (s->list != SA_LIST_NONE)
-                sa_check_fail("cached span still on an mcentral list", s);
-            sa_check_span_bits(s);
+            check_owned(mc, spc, s, epoch);
             cached_per_class[spc]++;
         }
+        for (unsigned spc = 0; spc < SA_NUM_SIZE_CLASSES; spc++) {
+            if (nowned(mc, spc) > SA_OWNED_MAX)
+                sa_check_fail("mcache owns more spans of a class than its bound", NULL);
+            for (unsigned i = 0; i < mc->navail[spc]; i++) {
+                const sa_span *s = mc->avail[spc][i];
+                check_owned(mc, spc, s, epoch);
+                if (s->allocCache != 0 || s->wakeAt != 0)
+                    sa_check_fail("avail owned span has a window or a wake-up count", s);
+                cached_per_class[spc]++;
+            }
+            for (unsigned i = 0; i < mc->nparked[spc]; i++) {
+                const sa_span *s = mc->parked[spc][i];
+                check_owned(mc, spc, s, epoch);
+                if (s->allocCache != 0 || s->allocCount <= s->wakeAt)
+                    sa_check_fail("parked owned span has a window or is past its wake-up", s);
+                cached_per_class[spc]++;
+            }
+        }
+    }
 }
 
 void sa_mcache_pool_stats(size_t *inuse, size_t *sys)

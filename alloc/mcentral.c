@@ -231,7 +231,7 @@ sa_span *sa_mcentral_cache_span(sa_mcentral *c, sa_mcache *mc, sa_span **slot)
             return NULL;
     }
     s->needzero = 1;
-    sa_span_merge_remote(s, "free");
+    s->allocCount -= sa_span_merge_remote(s, "free");
     if (!sa_span_load_window(s, 0)) {
         /* Cannot happen: partial spans have a free slot and only the owner
          * (now us) allocates. */

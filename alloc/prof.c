@@ -133,6 +133,7 @@ void sa_prof_mask_window(sa_mcache *mc, sa_span *s, unsigned spc)
     }
     s->allocCache = keep;
     s->windowFree -= (uint32_t)sa_popcount64(rest);
+    s->allocCount -= (uint32_t)sa_popcount64(rest); /* free, not in the window */
     mc->hidden[spc] = rest << (s->freeindex & 63);
 }
 
@@ -146,6 +147,7 @@ void sa_prof_restore_window(sa_mcache *mc, sa_span *s, unsigned spc)
     uint64_t back = h >> (s->freeindex & 63);
     s->allocCache |= back;
     s->windowFree += (uint32_t)sa_popcount64(back);
+    s->allocCount += (uint32_t)sa_popcount64(back);
 }
 
 /* ---- buckets ------------------------------------------------------------------ */

@@ -33,6 +33,7 @@
 void sa_span_init_small(sa_span *s, unsigned spc)
 {
     s->allocCount = 0;
+    s->wakeAt = 0;
     sa_store_relaxed(&s->hasRemote, 0);
     unsigned sc = sa_spanclass_sizeclass(spc);
     s->spanclass = (uint8_t)spc;
@@ -164,8 +165,15 @@ void sa_free_remote(sa_span *s, uint32_t idx, const char *call, void *p)
     uint64_t old = __atomic_fetch_or(&s->remoteFree[w], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m))
         sa_report_invalid(call, p, "double free: block already freed by another thread");
-    if (!sa_load_relaxed(&s->hasRemote))
+    if (!sa_load_sc(&s->hasRemote)) {
         sa_store_sc(&s->hasRemote, 1);
+        /* First remote free since the owner last folded: tell its mcache
+         * (mcache structs are type-stable: a hint landing on one that has
+         * been recycled costs its new thread one extra look). */
+        sa_mcache *o = sa_load_relaxed(&s->owner);
+        if (o != NULL)
+            sa_store_sc(&o->remote_hint, 1);
+    }
     if (sa_load_sc(&s->state) == SA_SPAN_CENTRAL)
         sa_mcentral_notify(s, spc);
 }
