@@ -271,6 +271,7 @@ typedef struct sa_threadstats {
 } sa_threadstats;
 
 /* Spans a thread owns per small class besides the one it allocates from. */
+_Static_assert(SA_NUM_SIZE_CLASSES <= 64, "remote_classes has a bit per small class");
 #define SA_OWNED_MAX 32
 
 struct sa_mcache {
@@ -293,10 +294,10 @@ struct sa_mcache {
     uint8_t navail[SA_NUM_SIZE_CLASSES], nparked[SA_NUM_SIZE_CLASSES];
     sa_span *avail[SA_NUM_SIZE_CLASSES][SA_OWNED_MAX + 1];
     sa_span *parked[SA_NUM_SIZE_CLASSES][SA_OWNED_MAX + 1];
-    /* atomic, set by other threads: some owned span got remote frees since
-     * the owner last looked (its own line: remote frees do not bounce the
-     * owner's). */
-    uint8_t remote_hint __attribute__((aligned(SA_CACHELINE)));
+    /* atomic, set by other threads: bit spc = some owned span of class spc
+     * got remote frees since the owner last looked (its own line: remote
+     * frees do not bounce the owner's). */
+    uint64_t remote_classes __attribute__((aligned(SA_CACHELINE)));
 };
 
 /* The thread's mcache: one initial-exec TLS slot; starts at sa_mcache_empty. */

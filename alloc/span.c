@@ -171,8 +171,8 @@ void sa_free_remote(sa_span *s, uint32_t idx, const char *call, void *p)
          * (mcache structs are type-stable: a hint landing on one that has
          * been recycled costs its new thread one extra look). */
         sa_mcache *o = sa_load_relaxed(&s->owner);
-        if (o != NULL)
-            sa_store_sc(&o->remote_hint, 1);
+        if (o != NULL && spc < SA_NUM_SIZE_CLASSES)
+            __atomic_fetch_or(&o->remote_classes, (uint64_t)1 << spc, __ATOMIC_SEQ_CST);
     }
     if (sa_load_sc(&s->state) == SA_SPAN_CENTRAL)
         sa_mcentral_notify(s, spc);
