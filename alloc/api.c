@@ -288,7 +288,7 @@ static sa_span *checked_span(void *p, sa_span *s, const char *call, uint32_t *id
     uint32_t idx = (uint32_t)i;
     uint64_t m = (uint64_t)1 << (idx & 63);
     if (!(sa_load_relaxed(&s->allocBits[idx >> 6]) & m))
-        sa_report_invalid(call, p, "double free: block is not allocated");
+        sa_report_invalid(call, p, "not an allocated block: double free or a pointer never returned");
     if (sa_load_relaxed(&s->remoteFree[idx >> 6]) & m)
         sa_report_invalid(call, p, "double free: block already freed by another thread");
     *idxp = idx;

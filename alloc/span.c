@@ -161,7 +161,7 @@ void sa_free_remote(sa_span *s, uint32_t idx, const char *call, void *p)
     unsigned w = idx >> 6;
     unsigned spc = s->spanclass;
     if (SA_UNLIKELY(!(sa_load_relaxed(&s->allocBits[w]) & m)))
-        sa_report_invalid(call, p, "double free: block is not allocated");
+        sa_report_invalid(call, p, "not an allocated block: double free or a pointer never returned");
     uint64_t old = __atomic_fetch_or(&s->remoteFree[w], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m))
         sa_report_invalid(call, p, "double free: block already freed by another thread");

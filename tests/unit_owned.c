@@ -397,3 +397,25 @@ Test(owned, producer_consumer_eight_threads_keep_rss_flat, .timeout = 120)
         cr_assert_leq(peak, first + first / 4 + 2048, "VmRSS grew from %zu KiB to %zu KiB", first,
                       peak);
 }
+
+/* free of an object start that was never handed out: the report says what
+ * is known (a double free and a pointer never returned look alike). */
+static void free_never_returned(void)
+{
+    sa_free((char *)victim + OBJ);
+}
+
+Test(owned, free_of_a_slot_never_handed_out_says_so)
+{
+    void *fill[2];
+    for (unsigned i = 0; i < 2; i++)
+        fill[i] = sa_malloc(OBJ);
+    sa_free(fill[1]); /* now the slot after fill[0] is not allocated */
+    victim = fill[0];
+    char out[512], want[64];
+    snprintf(want, sizeof want, "%p", (void *)((char *)victim + OBJ));
+    cr_assert(child_aborts(free_never_returned, out, sizeof out), "no abort: %s", out);
+    cr_assert(strstr(out, "double free or a pointer never returned") != NULL, "%s", out);
+    cr_assert(strstr(out, want) != NULL, "names %s: %s", want, out);
+    sa_free(fill[0]);
+}
