@@ -272,7 +272,7 @@ typedef struct sa_threadstats {
 
 /* Spans a thread owns per small class besides the one it allocates from. */
 _Static_assert(SA_NUM_SIZE_CLASSES <= 64, "remote_classes has a bit per small class");
-#define SA_OWNED_MAX 32
+#define SA_OWNED_MAX 64
 
 struct sa_mcache {
     /* One span per span class; never NULL (an empty span stands in). */
