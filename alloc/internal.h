@@ -183,6 +183,7 @@ struct sa_span {
     sa_span *next, *prev; /* mcentral list links / mheap struct free list */
     size_t npages;
     uint32_t checkmark;   /* sa_heap_check: epoch of the last visit */
+    uint8_t ownedIdx;     /* owner: index in its mcache's avail or parked set */
 
     /* Second cache line: the bitmap the owner owns. */
     uint64_t allocBits[SA_BITMAP_WORDS] __attribute__((aligned(SA_CACHELINE)));

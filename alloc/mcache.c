@@ -178,6 +178,7 @@ static inline bool well_stocked(const sa_span *s)
 static void set_add(sa_span **set, uint8_t *n, sa_span *s)
 {
     set[*n] = s;
+    s->ownedIdx = *n;
     ORDERED();
     *n = (uint8_t)(*n + 1);
 }
@@ -185,7 +186,10 @@ static void set_add(sa_span **set, uint8_t *n, sa_span *s)
 static void set_remove(sa_span **set, uint8_t *n, unsigned i)
 {
     unsigned last = *n - 1u;
-    set[i] = set[last];
+    if (i != last) {
+        set[i] = set[last];
+        set[i]->ownedIdx = (uint8_t)i;
+    }
     ORDERED();
     *n = (uint8_t)last;
 }
@@ -337,21 +341,20 @@ void sa_mcache_span_wake(sa_mcache *mc, sa_span *s)
     unsigned spc = s->spanclass;
     if (mc->alloc[spc] == s)
         return;
-    for (unsigned i = 0; i < mc->nparked[spc]; i++)
-        if (mc->parked[spc][i] == s) {
-            s->wakeAt = 0;
-            set_add(mc->avail[spc], &mc->navail[spc], s);
-            set_remove(mc->parked[spc], &mc->nparked[spc], i);
-            if (s->allocCount != 0) /* else: also empty, see below */
-                return;
-            break;
-        }
-    for (unsigned i = 0; i < mc->navail[spc]; i++)
-        if (mc->avail[spc][i] == s) {
-            if (enough_empty(mc, spc, s))
-                owned_release(spc, mc->avail[spc], &mc->navail[spc], i);
+    unsigned i = s->ownedIdx;
+    if (i < mc->nparked[spc] && mc->parked[spc][i] == s) {
+        s->wakeAt = 0;
+        set_add(mc->avail[spc], &mc->navail[spc], s);
+        set_remove(mc->parked[spc], &mc->nparked[spc], i);
+        if (s->allocCount != 0) /* else: also empty, see below */
             return;
-        }
+        i = s->ownedIdx;
+    }
+    if (i < mc->navail[spc] && mc->avail[spc][i] == s) {
+        if (enough_empty(mc, spc, s))
+            owned_release(spc, mc->avail[spc], &mc->navail[spc], i);
+        return;
+    }
     sa_report_fatal("mcache: a freed span is not owned by the freeing thread");
 }
 
