@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc
-# (and mimalloc/tcmalloc when their Debian packages are installed).
+# tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc,
+# mimalloc and tcmalloc (tools/install-deps.sh bench installs their Debian
+# packages; elsewhere, the ones found are compared).
 #
-#   tools/bench.sh                  quick set: every workload at scale 0.5, 3 reps (~6-7 min on 2 cores)
+#   tools/bench.sh                  quick set: every workload at scale 0.5, 3 reps (~10 min on 2 cores)
 #   tools/bench.sh --full           scale 2, 5 reps, plus --micro and --instructions
 #   tools/bench.sh --only NAME      one workload (bench/results/only-NAME.json; docs untouched)
 #   tools/bench.sh --instructions   instructions per malloc+free pair under callgrind
@@ -35,7 +36,7 @@ RESULTS="bench/results"
 DOCS="docs/benchmarks.md"
 
 usage() {
-  sed -n '2,26p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
 }
 
 mode=quick
@@ -263,16 +264,18 @@ if [ "$want_instructions" = 1 ]; then
 import json, sys
 d = json.load(open(sys.argv[1]))
 allocs = [a["name"] for a in d["allocators"]]
-sizes = sorted({r["bytes"] for r in d["rows"]})
+cases = sorted({(r.get("batch", 1), r["bytes"]) for r in d["rows"]})
 print("\nInstructions per malloc+free pair: callgrind, (Ir(N2)-Ir(N1))/(N2-N1) with N1=%d N2=%d,\n"
-      "not counting the loop program's own instructions (fastpath_loop's main)" % (d["n1"], d["n2"]))
-print("bytes  " + "  ".join(f"{a:>10}" for a in allocs))
-for s in sizes:
+      "not counting the loop program's own instructions (fastpath_loop's main); batch B = B mallocs,\n"
+      "then their frees in allocation order" % (d["n1"], d["n2"]))
+print("bytes  batch  " + "  ".join(f"{a:>10}" for a in allocs))
+for batch, s in cases:
     cells = []
     for a in allocs:
-        v = next((r["instructions_per_pair"] for r in d["rows"] if r["alloc"] == a and r["bytes"] == s), None)
+        v = next((r["instructions_per_pair"] for r in d["rows"]
+                  if r["alloc"] == a and r["bytes"] == s and r.get("batch", 1) == batch), None)
         cells.append(f"{v:>10.1f}" if v is not None else f"{'FAIL':>10}")
-    print(f"{s:>5}  " + "  ".join(cells))
+    print(f"{s:>5}  {batch:>5}  " + "  ".join(cells))
 EOF
 fi
 

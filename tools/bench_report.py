@@ -732,12 +732,17 @@ def target_rows(doc, ins, subject):
             out.append((text, fmt(g, "x"), fmt_range(lo, hi, "95% bootstrap"), judge(lo, hi, limit)))
     if ins:
         for batch, text in ((1, "pair loop"), (1000, "batch of 1000 mallocs, then their frees")):
-            v = next((r["instructions_per_pair"] for r in ins["rows"] if r["alloc"] == S and r["bytes"] == 32
-                      and r.get("batch", 1) == batch), None)
-            if v is None:
+            row = next((r for r in ins["rows"] if r["alloc"] == S and r["bytes"] == 32 and r.get("batch", 1) == batch
+                        and r["instructions_per_pair"] is not None), None)
+            if row is None:
                 continue
+            v = row["instructions_per_pair"]
+            # issue 10's own table counted the loop program's instructions too
+            # (its mimalloc 55 in the batch is our 42 + the loop's 15): shown,
+            # the status follows this page's convention (loop excluded)
             out.append((f"instructions per 32 B malloc+free pair, {text} (≤ {TARGET_INSTR})", f"{v:.1f}",
-                        "one callgrind count (deterministic)", "met" if v <= TARGET_INSTR else "**not met**"))
+                        f"one callgrind count (deterministic); {row.get('with_loop', 0):.1f} with the loop's own "
+                        "instructions, as issue 10's table counted", "met" if v <= TARGET_INSTR else "**not met**"))
     return out
 
 
@@ -1085,7 +1090,7 @@ def docs_page(doc, plots, ins, micro, subject, plot_rel, perf_dir=None):
                  "in allocation order) runs under `valgrind --tool=callgrind` with N1 = "
                  f"{ins['n1']} and N2 = {ins['n2']} pairs; the table shows (Ir(N2) − Ir(N1)) / (N2 − N1), so "
                  "start-up cancels, without the instructions of the loop program's own code (callgrind's self cost "
-                 "of `fastpath_loop`, about 11 per pair, shown in the JSON as `with_loop`). This is the stable "
+                 "of `fastpath_loop`, about 11 per pair in the pair loop and 15 in the batch, shown in the JSON as `with_loop`; issue 10 quoted the batch figures with it). This is the stable "
                  "fast-path figure on a noisy machine. The Debian builds are what a user gets from apt, with "
                  "their packaging's build options.")
         L.append("")
