@@ -908,7 +908,7 @@ def scavenger_section(doc, subject, plots, plot_rel):
         header, rows, geo, _ = pt
         L.append("### Policy cost on the workload suite")
         L.append("")
-        L.append("Median time of every workload under each policy build, and the ratio to `off` (no madvise at all); "
+        L.append("Median time of every workload under each policy build (for the throughput workloads, seconds per million operations), and the ratio to `off` (no madvise at all); "
                  f"the issue's target is background/off < {TARGET_POLICY:.2f} on the geometric mean. *off spread* is "
                  "(slowest − fastest) / median over the `off` repetitions of that row: where it is larger than the "
                  "policy's difference, the difference is noise. On this shared 2-core VM a few percent either way is "
