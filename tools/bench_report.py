@@ -1021,10 +1021,12 @@ def docs_page(doc, plots, ins, micro, subject, plot_rel, perf_dir=None):
              "already runs 4 threads), which shows how an allocator behaves when threads are descheduled while "
              "holding its locks; they do not show scaling beyond 2 cores.")
     L.append("")
-    L.append("### Time (median seconds, lower is better)")
-    L.append("")
-    L.append(md_table(*build_table(doc, "seconds", "s", subject, metric="seconds")))
-    L.append("")
+    tt = build_table(doc, "seconds", "s", subject, metric="seconds")
+    if tt[1]:
+        L.append("### Time (median seconds, lower is better)")
+        L.append("")
+        L.append(md_table(*tt))
+        L.append("")
     thr = build_table(doc, "ops_per_sec", "mops", subject, metric="ops_per_sec")
     if thr[1]:
         L.append("### Throughput (median million operations per second, higher is better)")
@@ -1147,8 +1149,10 @@ def main():
 
     print(f"\nspanalloc benchmarks — {doc['date']} — {doc['machine'].get('cpu')} ({doc['machine'].get('nproc')} CPUs)"
           f" — set {doc['set']}, {doc['reps']} reps, scale {doc['scale']:g}\n")
-    print("Time: median seconds (lower is better)")
-    print(text_table(*build_table(doc, "seconds", "s", args.subject, metric="seconds")))
+    tt = build_table(doc, "seconds", "s", args.subject, metric="seconds")
+    if tt[1]:
+        print("Time: median seconds (lower is better)")
+        print(text_table(*tt))
     thr = build_table(doc, "ops_per_sec", "mops", args.subject, metric="ops_per_sec")
     if thr[1]:
         print("\nThroughput: median M ops/s (higher is better; ratios of ops/s)")
