@@ -550,6 +550,33 @@ PERF_WORKLOADS = ("server_churn", "server_threads")
 PERF_TAGS = ("before", "after")
 
 
+def baselines_section(results_dir):
+    """The stored before-figures (bench/results/baseline-*.json): single
+    workloads measured on an older commit, kept for comparison."""
+    import glob
+    files = sorted(glob.glob(os.path.join(results_dir or "", "baseline-*.json")))
+    if not files:
+        return []
+    L = ["### Stored baselines", "",
+         "Single-workload runs (`tools/bench.sh --only NAME --no-policies --reps 5`) kept as before-figures; "
+         "`tools/bench_report.py FILE` prints their tables and targets. The name says which library source was "
+         "measured (`baseline-04d60ef-*`: alloc/ as at 04d60ef, before issue 10's free-path redesign, whatever "
+         "commit of the bench tools ran it). A load average well above the 2 cores means the absolute figures "
+         "are low; the ratios between allocators of one run hold better.", ""]
+    for f in files:
+        d = load(f)
+        m = d.get("machine", {})
+        vers = []
+        for a in d["allocators"]:
+            v = a.get("version") or ""
+            vers.append(a["name"] + (" " + v.removeprefix(a["name"] + " ") if v else ""))
+        L.append(f"- `bench/results/{os.path.basename(f)}`: {d['set']}, {d['reps']} repetitions, scale "
+                 f"{d['scale']:g}, {d['date']}, {', '.join(vers)}; load average {m.get('loadavg_start')} / "
+                 f"{m.get('loadavg_end')}")
+    L.append("")
+    return L
+
+
 def perf_section(perf_dir, threads=2):
     """The stored perf texts (tools/bench.sh --perf NAME --perf-tag TAG)."""
     if not perf_dir or not os.path.isdir(perf_dir):
@@ -1083,6 +1110,7 @@ def docs_page(doc, plots, ins, micro, subject, plot_rel, perf_dir=None):
     L.append("")
     L += loss_notes(doc, subject)
     L += scavenger_section(doc, subject, plots, plot_rel)
+    L += baselines_section(perf_dir)
     L += perf_section(perf_dir)
     if ins:
         L.append("## Instructions per malloc+free pair (callgrind)")
