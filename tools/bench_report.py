@@ -646,11 +646,14 @@ def paired(cell, key_a, key_b, field="cost_by_rep"):
     return [(ra[k], rb[k]) for k in sorted(ra) if k in rb and rb[k]]
 
 
-def judge(lo, hi, limit, higher_is_better=False):
+def judge(lo, hi, limit, higher_is_better=False, reps=2):
     """met / not met when the whole interval is on one side of the limit,
-    within noise when it straddles it."""
+    within noise when it straddles it; with a single repetition there is no
+    interval, and the status says so."""
     if lo is None or hi is None:
         return "-"
+    if reps < 2:
+        return judge(lo, hi, limit, higher_is_better) + " (1 rep: spread unknown)"
     all_good, any_good = (lo >= limit, hi >= limit) if higher_is_better else (hi <= limit, lo <= limit)
     if all_good:
         return "met"
@@ -708,7 +711,7 @@ def target_rows(doc, ins, subject):
             # per repetition: ops/s ratio = mimalloc's cost / ours
             lo, hi, n = ratio_range([(b, a) for a, b in paired(cell, (w, t, S), (w, t, "mimalloc"))])
             out.append((f"{w} -t {t}: ops/s at least mimalloc's (ratio ≥ 1)", fmt(v, "x"),
-                        fmt_range(lo, hi, f"min–max of {n} reps"), judge(lo, hi, 1.0, higher_is_better=True)))
+                        fmt_range(lo, hi, f"min–max of {n} reps"), judge(lo, hi, 1.0, True, n)))
     # server_churn: no slower than the faster of jemalloc and tcmalloc
     for t in (1, 2):
         if not all(("server_churn", t, a) in cell for a in (S, "jemalloc", "tcmalloc")):
@@ -721,15 +724,16 @@ def target_rows(doc, ins, subject):
                  if k in by_rep[1] and k in by_rep[2]]
         lo, hi, n = ratio_range(pairs)
         out.append((f"server_churn -t {t}: time no more than min(jemalloc, tcmalloc) (ratio ≤ 1)", fmt(v, "x"),
-                    fmt_range(lo, hi, f"min–max of {n} reps"), judge(lo, hi, 1.0)))
+                    fmt_range(lo, hi, f"min–max of {n} reps"), judge(lo, hi, 1.0, reps=n)))
     if "glibc" in allocs:
         # every workload row no slower than glibc
-        met = noise = 0
+        met = noise = single = 0
         bad = []
         for w, t in configs:
             pairs = paired(cell, (w, t, S), (w, t, "glibc"))
-            lo, hi, _ = ratio_range(pairs)
-            j = judge(lo, hi, 1.0)
+            lo, hi, n = ratio_range(pairs)
+            single += n == 1
+            j = judge(lo, hi, 1.0, reps=n).split(" (")[0]
             if j == "met":
                 met += 1
             elif j == "within noise":
@@ -741,22 +745,27 @@ def target_rows(doc, ins, subject):
         out.append(("every workload row: time (per unit of work) no more than glibc's",
                     f"{met} of {total} rows met",
                     f"{noise} within noise (per-row min–max over reps straddles 1); not met: "
-                    + (", ".join(bad) if bad else "none"), status))
+                    + (", ".join(bad) if bad else "none")
+                    + (f"; {single} row(s) with one repetition judged on that value" if single else ""), status))
         # suite geomeans
         for field, limit, text in (("cost_by_rep", TARGET_GEO_TIME, "suite geomean time ×glibc (≤ %.2f)"),
                                    ("rss_by_rep", TARGET_GEO_RSS, "suite geomean peak RSS ×glibc (≤ %.2f)")):
             f = "cost" if field == "cost_by_rep" else "peak_rss_kb"
             g = gmean([ratio(value(cell, w, t, S, f), value(cell, w, t, "glibc", f)) for w, t in configs])
-            lo, hi = bootstrap_geomean([paired(cell, (w, t, S), (w, t, "glibc"), field) for w, t in configs])
-            out.append((text % limit, fmt(g, "x"), fmt_range(lo, hi, "95% bootstrap"), judge(lo, hi, limit)))
+            rows = [paired(cell, (w, t, S), (w, t, "glibc"), field) for w, t in configs]
+            lo, hi = bootstrap_geomean(rows)
+            out.append((text % limit, fmt(g, "x"), fmt_range(lo, hi, "95% bootstrap"),
+                        judge(lo, hi, limit, reps=max(map(len, rows), default=0))))
     if "jemalloc" in allocs:
         # issue 3, still in force: against jemalloc
         for field, limit, text in (("cost_by_rep", 1.0, "suite geomean time ×jemalloc (≤ 1, issue 3)"),
                                    ("rss_by_rep", 1.0, "suite geomean peak RSS ×jemalloc (≤ 1, issue 3)")):
             f = "cost" if field == "cost_by_rep" else "peak_rss_kb"
             g = gmean([ratio(value(cell, w, t, S, f), value(cell, w, t, "jemalloc", f)) for w, t in configs])
-            lo, hi = bootstrap_geomean([paired(cell, (w, t, S), (w, t, "jemalloc"), field) for w, t in configs])
-            out.append((text, fmt(g, "x"), fmt_range(lo, hi, "95% bootstrap"), judge(lo, hi, limit)))
+            rows = [paired(cell, (w, t, S), (w, t, "jemalloc"), field) for w, t in configs]
+            lo, hi = bootstrap_geomean(rows)
+            out.append((text, fmt(g, "x"), fmt_range(lo, hi, "95% bootstrap"),
+                        judge(lo, hi, limit, reps=max(map(len, rows), default=0))))
     if ins:
         for batch, text in ((1, "pair loop"), (1000, "batch of 1000 mallocs, then their frees")):
             row = next((r for r in ins["rows"] if r["alloc"] == S and r["bytes"] == 32 and r.get("batch", 1) == batch
@@ -870,15 +879,18 @@ def scavenger_targets(doc, subject):
         lo, hi = (min(per_rep), max(per_rep)) if per_rep else (None, None)
         out.append((f"phase_change, background policy: RSS − start RSS within 10% of the live heap 1 s after the "
                     f"free (ratio ≤ {TARGET_SETTLE:.2f})", fmt(r1, "x"),
-                    fmt_range(lo, hi, f"min–max of {len(per_rep)} reps"), judge(lo, hi, TARGET_SETTLE)))
+                    fmt_range(lo, hi, f"min–max of {len(per_rep)} reps"),
+                    judge(lo, hi, TARGET_SETTLE, reps=len(per_rep))))
     pt = policy_table(doc, subject)
     if pt and "background" in pt[3]:
         g = pt[3]["background"]
         names = {pol: n for n, pol in policy_allocs(doc, subject)}
         configs, _, _ = summarize(doc)
-        lo, hi = bootstrap_geomean([paired(cell, (w, t, names["background"]), (w, t, names["off"])) for w, t in configs])
+        rows = [paired(cell, (w, t, names["background"]), (w, t, names["off"])) for w, t in configs]
+        lo, hi = bootstrap_geomean(rows)
         out.append((f"policy cost: workload-suite time background/off, geometric mean (< {TARGET_POLICY:.2f})",
-                    fmt(g, "x3"), fmt_range(lo, hi, "95% bootstrap"), judge(lo, hi, TARGET_POLICY)))
+                    fmt(g, "x3"), fmt_range(lo, hi, "95% bootstrap"),
+                    judge(lo, hi, TARGET_POLICY, reps=max(map(len, rows), default=0))))
     return out
 
 
