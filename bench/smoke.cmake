@@ -1,6 +1,7 @@
 # smoke.cmake — run one workload at a tiny size for the bench-smoke ctest label.
-#   cmake -DPROG=path -DWORKLOAD=name [-DPRELOAD=lib.so] -DARGS="a;b" -P smoke.cmake
-# Passes when the program exits 0 and prints "RESULT workload=<name> ...".
+#   cmake -DPROG=path -DWORKLOAD=name [-DPRELOAD=lib.so] -DARGS="a;b" [-DEXPECT=regex] -P smoke.cmake
+# Passes when the program exits 0 and prints "RESULT workload=<name> ..."
+# (and, with EXPECT, that line matches the regular expression too).
 if(NOT PROG OR NOT WORKLOAD)
   message(FATAL_ERROR "smoke.cmake: PROG and WORKLOAD are required")
 endif()
@@ -18,4 +19,10 @@ if(NOT rc EQUAL 0)
 endif()
 if(NOT out MATCHES "(^|\n)RESULT workload=${WORKLOAD} [^\n]*seconds=[^\n]*peak_rss_kb=")
   message(FATAL_ERROR "${WORKLOAD}: no RESULT line")
+endif()
+if(EXPECT)
+  string(REGEX MATCH "(^|\n)RESULT workload=${WORKLOAD} [^\n]*" line "${out}")
+  if(NOT line MATCHES "${EXPECT}")
+    message(FATAL_ERROR "${WORKLOAD}: the RESULT line does not match '${EXPECT}'")
+  endif()
 endif()

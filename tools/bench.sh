@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc
-# (and mimalloc/tcmalloc when their Debian packages are installed).
+# tools/bench.sh — build in Release and compare spanalloc with glibc, jemalloc,
+# mimalloc and tcmalloc (tools/install-deps.sh bench installs their Debian
+# packages; elsewhere, the ones found are compared).
 #
-#   tools/bench.sh                  quick set: every workload at scale 0.5, 3 reps (~6-7 min on 2 cores)
+#   tools/bench.sh                  quick set: every workload at scale 0.5, 3 reps (~10 min on 2 cores)
 #   tools/bench.sh --full           scale 2, 5 reps, plus --micro and --instructions
 #   tools/bench.sh --only NAME      one workload (bench/results/only-NAME.json; docs untouched)
 #   tools/bench.sh --instructions   instructions per malloc+free pair under callgrind
 #   tools/bench.sh --micro          google-benchmark microbenchmarks under every allocator
+#   tools/bench.sh --perf NAME --perf-tag TAG
+#                                   where the time goes: perf record -g of one workload under
+#                                   spanalloc (2 threads, scale 0.5), top of perf report
+#                                   --no-children in bench/results/perf-NAME-t2-TAG.txt
+#                                   (TAG: before / after a change; the report shows both)
 #   tools/bench.sh --gc [ARGS]      collector benchmarks against Boehm GC (tools/bench_gc.sh ARGS)
 # Options: --reps N, --scale S, --allocators glibc,jemalloc,spanalloc,...  (default: all available),
-#          --no-policies (skip the spanalloc-eager and spanalloc-off builds)
+#          --no-policies (skip the spanalloc-eager and spanalloc-off builds),
+#          --perf-threads N (default 2)
 #
 # The workload runs include spanalloc built with each scavenger policy:
 # spanalloc (background, the default, build-bench/), spanalloc-eager
@@ -29,7 +36,7 @@ RESULTS="bench/results"
 DOCS="docs/benchmarks.md"
 
 usage() {
-  sed -n '2,20p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$here/bench.sh" | sed 's/^# \{0,1\}//'
 }
 
 mode=quick
@@ -41,6 +48,9 @@ want_instructions=0
 want_micro=0
 allocators=""
 policies=1
+perf_workload=""
+perf_tag=""
+perf_threads=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) mode=full; want_instructions=1; want_micro=1 ;;
@@ -55,6 +65,12 @@ while [ $# -gt 0 ]; do
     --allocators=*) allocators="${1#--allocators=}" ;;
     --no-policies) policies=0 ;;
     --instructions) want_workloads=0; want_instructions=1 ;;
+    --perf) [ $# -ge 2 ] || { echo "bench.sh: --perf needs a workload name" >&2; exit 2; }; perf_workload="$2"; shift ;;
+    --perf=*) perf_workload="${1#--perf=}" ;;
+    --perf-tag) [ $# -ge 2 ] || { echo "bench.sh: --perf-tag needs a word" >&2; exit 2; }; perf_tag="$2"; shift ;;
+    --perf-tag=*) perf_tag="${1#--perf-tag=}" ;;
+    --perf-threads) [ $# -ge 2 ] || { echo "bench.sh: --perf-threads needs a number" >&2; exit 2; }; perf_threads="$2"; shift ;;
+    --perf-threads=*) perf_threads="${1#--perf-threads=}" ;;
     --micro) want_workloads=0; want_micro=1 ;;
     --gc)
       # the collector against Boehm GC (bench/gc): its own runner
@@ -73,39 +89,37 @@ if [ -n "$scale" ] && ! [[ "$scale" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]]; then
   echo "bench.sh: --scale wants a positive number, not '$scale'" >&2
   exit 2
 fi
+if [ -n "$perf_workload" ]; then
+  if ! [[ "$perf_tag" =~ ^[A-Za-z0-9_.-]+$ ]]; then
+    echo "bench.sh: --perf wants --perf-tag WORD (e.g. before, after): it names the stored profile" >&2
+    exit 2
+  fi
+  if ! [[ "$perf_threads" =~ ^[1-9][0-9]*$ ]]; then
+    echo "bench.sh: --perf-threads wants a positive number, not '$perf_threads'" >&2
+    exit 2
+  fi
+  want_workloads=0; want_instructions=0; want_micro=0
+  # the profile is of spanalloc (the default build) alone
+  if [ -z "$allocators" ]; then allocators=spanalloc; fi
+fi
 
 # ---- dependencies (Debian packages) ------------------------------------------
 pkg_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
 }
-need=(cmake build-essential libbenchmark-dev libjemalloc2 gnuplot-nox python3)
-if [ "$want_instructions" = 1 ]; then need+=(valgrind); fi
-missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
-  for p in "${need[@]}"; do
-    if [ "$p" = gnuplot-nox ] && { pkg_installed gnuplot-qt || pkg_installed gnuplot-x11; }; then continue; fi
-    if ! pkg_installed "$p"; then missing+=("$p"); fi
-  done
+  # the bench group: compilers, valgrind, gnuplot, google-benchmark, and the
+  # allocators compared against (jemalloc, mimalloc, tcmalloc), perf; as root
+  # it installs what is missing, otherwise it names it and fails
+  bash "$here/install-deps.sh" bench || exit 1
 else
   # not Debian: check for the programs themselves, cannot install
+  missing=()
   for c in cmake cc c++ make gnuplot python3; do
     if ! command -v "$c" >/dev/null 2>&1; then missing+=("$c"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bench.sh: missing programs: ${missing[*]} (this script installs Debian packages only)" >&2
-    exit 1
-  fi
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "bench.sh: installing missing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y --no-install-recommends "${missing[@]}"
-  else
-    echo "bench.sh: missing Debian packages: ${missing[*]}" >&2
-    echo "bench.sh: run this script as root once, or install them with:" >&2
-    echo "    sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi
@@ -132,6 +146,15 @@ fi
 if pkg_installed libtcmalloc-minimal4; then
   l="$(find_lib libtcmalloc_minimal.so.4 || true)"
   if [ -n "$l" ]; then lib[tcmalloc]="$l"; fi
+fi
+# on Debian the bench group above installed both: a missing one is an error
+if command -v dpkg-query >/dev/null 2>&1 && [ "${SPANALLOC_SKIP_DEPS:-0}" != 1 ]; then
+  for a in mimalloc tcmalloc; do
+    if [ -z "${lib[$a]:-}" ]; then
+      echo "bench.sh: $a is installed but its library was not found under /usr/lib" >&2
+      exit 1
+    fi
+  done
 fi
 lib[spanalloc]="$root/$BUILD/lib/libspanalloc.so"
 # one more build of the library per extra scavenger policy (issue 4)
@@ -241,17 +264,36 @@ if [ "$want_instructions" = 1 ]; then
 import json, sys
 d = json.load(open(sys.argv[1]))
 allocs = [a["name"] for a in d["allocators"]]
-sizes = sorted({r["bytes"] for r in d["rows"]})
+cases = sorted({(r.get("batch", 1), r["bytes"]) for r in d["rows"]})
 print("\nInstructions per malloc+free pair: callgrind, (Ir(N2)-Ir(N1))/(N2-N1) with N1=%d N2=%d,\n"
-      "not counting the loop program's own instructions (fastpath_loop's main)" % (d["n1"], d["n2"]))
-print("bytes  " + "  ".join(f"{a:>10}" for a in allocs))
-for s in sizes:
+      "not counting the loop program's own instructions (fastpath_loop's main); batch B = B mallocs,\n"
+      "then their frees in allocation order" % (d["n1"], d["n2"]))
+print("bytes  batch  " + "  ".join(f"{a:>10}" for a in allocs))
+for batch, s in cases:
     cells = []
     for a in allocs:
-        v = next((r["instructions_per_pair"] for r in d["rows"] if r["alloc"] == a and r["bytes"] == s), None)
+        v = next((r["instructions_per_pair"] for r in d["rows"]
+                  if r["alloc"] == a and r["bytes"] == s and r.get("batch", 1) == batch), None)
         cells.append(f"{v:>10.1f}" if v is not None else f"{'FAIL':>10}")
-    print(f"{s:>5}  " + "  ".join(cells))
+    print(f"{s:>5}  {batch:>5}  " + "  ".join(cells))
 EOF
+fi
+
+if [ -n "$perf_workload" ]; then
+  if [ "${#alloc_list[@]}" != 1 ]; then
+    echo "bench.sh: --perf profiles one allocator (--allocators NAME)" >&2
+    exit 2
+  fi
+  a="${alloc_list[0]}"
+  echo "bench.sh: perf profile of $perf_workload -t $perf_threads under $a"
+  "$PY" tools/bench_run.py perf --bin "$BUILD/bin/bench" --workload "$perf_workload" --threads "$perf_threads" \
+    --scale "${scale:-0.5}" --tag "$perf_tag" --out-dir "$RESULTS" --alloc "$a=${lib[$a]}" || exit 1
+  if [ -f "$RESULTS/latest.json" ]; then
+    "$PY" tools/bench_report.py "$RESULTS/latest.json" --plots "$RESULTS" --docs "$DOCS" \
+      --instructions "$RESULTS/instructions.json" --micro "$RESULTS/micro.json" --perf-dir "$RESULTS" >/dev/null
+    echo "bench.sh: regenerated $DOCS"
+  fi
+  exit 0
 fi
 
 # ---- report ------------------------------------------------------------------
@@ -259,7 +301,7 @@ if [ -n "$only" ]; then
   "$PY" tools/bench_report.py "$RESULTS/only-$only.json"
 elif [ -f "$RESULTS/latest.json" ]; then
   report_args=("$RESULTS/latest.json" --plots "$RESULTS" --docs "$DOCS"
-               --instructions "$RESULTS/instructions.json" --micro "$RESULTS/micro.json")
+               --instructions "$RESULTS/instructions.json" --micro "$RESULTS/micro.json" --perf-dir "$RESULTS")
   if [ "$want_workloads" = 1 ]; then
     "$PY" tools/bench_report.py "${report_args[@]}"
   else

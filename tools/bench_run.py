@@ -8,7 +8,12 @@ Subcommands:
                 /proc/PID/status every ~20 ms, and write one JSON file;
   micro         run the google-benchmark binaries under every allocator and
                 write their JSON output into one file;
-  instructions  count instructions per malloc+free pair with callgrind.
+  instructions  count instructions per malloc+free pair with callgrind
+                (the pair loop at several sizes, and batches of mallocs
+                followed by their frees);
+  perf          profile one workload under one allocator with `perf record
+                -g` and store the top entries of `perf report --no-children`
+                as text (tools/bench.sh --perf).
 
 Allocators are given as --alloc NAME=PRELOAD[,ENVVAR=VALUE...]; an empty
 PRELOAD means the system malloc (glibc). The ENV part is the hook for
@@ -31,6 +36,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -39,16 +45,23 @@ import tempfile
 import time
 
 # (name, program, extra arguments, thread counts, keep the RSS time series,
-# at most this many repetitions in the quick set or None). Scale 1.0 is sized
-# to about 1-3 s per run under glibc on the 2-core reference machine.
+# at most this many repetitions in the quick set or None, metric). Scale 1.0
+# is sized to about 1-3 s per run under glibc on the 2-core reference
+# machine. The metric says what a run's cost is: "seconds" for a fixed amount
+# of work (lower is better), "ops_per_sec" for a fixed-time run whose
+# throughput is the result (higher is better; its seconds is only the run's
+# length). The report compares both kinds as time per unit of work.
 WORKLOADS = [
-    ("server_churn", "server_churn", [], [1, 2, 4], False, None),
-    ("prodcons", "prodcons", [], [1, 2, 4], False, None),
-    ("false_sharing", "false_sharing", [], [1, 2, 4], False, None),
-    ("phase_change", "phase_change", [], [1], True, None),
-    ("phase_scattered", "phase_change", ["-m", "scattered"], [1], True, 1),
-    ("large_blocks", "large_blocks", [], [1, 2, 4], False, None),
-    ("tokenizer", "tokenizer", [], [1, 2, 4], False, None),
+    ("server_churn", "server_churn", [], [1, 2, 4], False, None, "seconds"),
+    ("prodcons", "prodcons", [], [1, 2, 4], False, None, "seconds"),
+    ("false_sharing", "false_sharing", [], [1, 2, 4], False, None, "seconds"),
+    ("phase_change", "phase_change", [], [1], True, None, "seconds"),
+    ("phase_scattered", "phase_change", ["-m", "scattered"], [1], True, 1, "seconds"),
+    ("large_blocks", "large_blocks", [], [1, 2, 4], False, None, "seconds"),
+    ("tokenizer", "tokenizer", [], [1, 2, 4], False, None, "seconds"),
+    ("server_threads", "server_threads", [], [1, 2, 4], False, None, "ops_per_sec"),
+    ("thread_churn", "thread_churn", [], [1, 2, 4], False, None, "ops_per_sec"),
+    ("batch", "batch", [], [1, 2, 4], False, None, "seconds"),
 ]
 SETS = {
     # name: (repetitions, scale). The quick set runs every workload at half
@@ -286,12 +299,12 @@ def cmd_workloads(args):
     if args.scale:
         scale = args.scale
     configs = []
-    for name, prog, extra, threads, series, quick_reps in WORKLOADS:
+    for name, prog, extra, threads, series, quick_reps, metric in WORKLOADS:
         if args.only and name != args.only:
             continue
         max_reps = quick_reps if args.set == "quick" and not args.reps and not args.only else None
         for t in threads:
-            configs.append((name, prog, extra, t, series, max_reps))
+            configs.append((name, prog, extra, t, series, max_reps, metric))
     if not configs:
         log(f"bench_run: no workload named {args.only!r}; known: {', '.join(w[0] for w in WORKLOADS)}")
         return 2
@@ -307,7 +320,7 @@ def cmd_workloads(args):
     started = time.monotonic()
     for rep in range(reps):
         order = allocs[rep % len(allocs):] + allocs[:rep % len(allocs)]
-        for name, prog, extra, t, series, max_reps in configs:
+        for name, prog, extra, t, series, max_reps, metric in configs:
             if max_reps is not None and rep >= max_reps:
                 continue
             argv = [os.path.join(args.bin, prog), "-s", f"{scale:g}", "-t", str(t)] + extra
@@ -317,8 +330,10 @@ def cmd_workloads(args):
                 rec.update({"workload": name, "threads": t, "alloc": a["name"], "rep": rep})
                 if rec["ok"]:
                     r = rec["result"]
+                    cost = (f"{r.get('ops_per_sec', 0) / 1e6:.2f} M ops/s" if metric == "ops_per_sec"
+                            else f"{r.get('seconds', 0):.3f} s")
                     log(f"[{n}/{total}] rep {rep + 1} {name} t={t} {a['name']}: "
-                        f"{r.get('seconds', 0):.3f} s, peak {r.get('peak_rss_kb', 0) / 1024:.1f} MiB")
+                        f"{cost}, peak {r.get('peak_rss_kb', 0) / 1024:.1f} MiB")
                 else:
                     cmd = command_line(a, argv)
                     rec["command"] = cmd
@@ -336,7 +351,7 @@ def cmd_workloads(args):
         "scale": scale,
         "machine": dict(machine, loadavg_end=loadavg()),
         "allocators": describe_allocs(allocs),
-        "workloads": [{"name": w[0], "program": w[1], "args": w[2], "threads": w[3],
+        "workloads": [{"name": w[0], "program": w[1], "args": w[2], "threads": w[3], "metric": w[6],
                        "reps": min(reps, w[5]) if w[5] and args.set == "quick" and not args.reps and not args.only
                        else reps}
                       for w in WORKLOADS if not args.only or w[0] == args.only],
@@ -415,25 +430,35 @@ def callgrind_instructions(argv, alloc):
 
 
 def cmd_instructions(args):
-    sizes = [int(s) for s in args.sizes.split(",")]
+    # (bytes, batch): batch 1 is the pair loop (malloc, free, malloc, ...);
+    # batch B > 1 makes B mallocs and then frees them in allocation order
+    cases = [(int(s), 1) for s in args.sizes.split(",") if s]
+    for spec in (args.batches.split(",") if args.batches else []):
+        b, _, k = spec.partition(":")
+        cases.append((int(b), int(k)))
     n1, n2 = args.n1, args.n2
     rows = []
     status = 0
     for a in args.alloc:
-        for size in sizes:
+        for size, batch in cases:
+            what = f"{size:>6} B" + (f" in batches of {batch}" if batch > 1 else "")
+            if n1 % batch or n2 % batch:
+                log(f"bench_run instructions: N1 and N2 must be multiples of the batch ({batch})")
+                return 2
             try:
-                t1, own1 = callgrind_instructions([args.loop_bin, "-b", str(size), "-n", str(n1)], a)
-                t2, own2 = callgrind_instructions([args.loop_bin, "-b", str(size), "-n", str(n2)], a)
+                t1, own1 = callgrind_instructions([args.loop_bin, "-b", str(size), "-n", str(n1), "-B", str(batch)], a)
+                t2, own2 = callgrind_instructions([args.loop_bin, "-b", str(size), "-n", str(n2), "-B", str(batch)], a)
                 with_loop = (t2 - t1) / (n2 - n1)
                 per = ((t2 - own2) - (t1 - own1)) / (n2 - n1)
-                rows.append({"alloc": a["name"], "bytes": size, "instructions_per_pair": round(per, 2),
+                rows.append({"alloc": a["name"], "bytes": size, "batch": batch, "instructions_per_pair": round(per, 2),
                              "with_loop": round(with_loop, 2)})
-                log(f"bench_run instructions: {a['name']:>10} {size:>6} B: {per:8.2f} instructions per malloc+free "
+                log(f"bench_run instructions: {a['name']:>10} {what}: {per:8.2f} instructions per malloc+free "
                     f"({with_loop:.2f} with the loop)")
             except RuntimeError as e:
                 status = 1
-                rows.append({"alloc": a["name"], "bytes": size, "instructions_per_pair": None, "error": str(e)[-1500:]})
-                log(f"bench_run instructions: {a['name']} {size} B FAILED: {e}")
+                rows.append({"alloc": a["name"], "bytes": size, "batch": batch, "instructions_per_pair": None,
+                             "error": str(e)[-1500:]})
+                log(f"bench_run instructions: {a['name']} {what} FAILED: {e}")
     doc = {"schema": 1, "kind": "instructions",
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": machine_info(), "allocators": describe_allocs(args.alloc), "n1": n1, "n2": n2, "rows": rows}
@@ -442,6 +467,84 @@ def cmd_instructions(args):
         f.write("\n")
     log(f"bench_run: wrote {args.out}")
     return status
+
+
+def perf_event():
+    """cycles when the machine has a hardware PMU, else cpu-clock (a software
+    timer: KVM guests often expose no PMU)."""
+    r = subprocess.run(["perf", "stat", "-x,", "-e", "cycles", "true"], capture_output=True, text=True, check=False)
+    if r.returncode == 0 and "<not supported>" not in r.stderr and "<not counted>" not in r.stderr:
+        return "cycles", "hardware cycles"
+    return "cpu-clock", "cpu-clock: software timer sampling, the machine exposes no hardware PMU to perf"
+
+
+def perf_version():
+    try:
+        return subprocess.run(["perf", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return None
+
+
+def cmd_perf(args):
+    w = next((w for w in WORKLOADS if w[0] == args.workload), None)
+    if w is None:
+        log(f"bench_run perf: no workload named {args.workload!r}; known: {', '.join(x[0] for x in WORKLOADS)}")
+        return 2
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.tag):
+        log(f"bench_run perf: the tag {args.tag!r} must be a plain word (it names the file)")
+        return 2
+    if shutil.which("perf") is None:
+        log("bench_run perf: perf is missing (Debian: linux-perf; tools/install-deps.sh bench installs it)")
+        return 2
+    a = args.alloc
+    event, event_note = perf_event()
+    prog = [os.path.join(args.bin, w[1]), "-s", f"{args.scale:g}", "-t", str(args.threads)] + w[2]
+    # only the workload runs with the allocator preloaded, not perf itself
+    inner = ["env"] + ([f"LD_PRELOAD={a['preload']}"] if a["preload"] else []) + \
+        [f"{k}={v}" for k, v in a["env"].items()] + prog
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "perf.data")
+        rec = ["perf", "record", "-g", "-e", event, "-o", data, "--"] + inner
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        r = subprocess.run(rec, env=env, capture_output=True, text=True, check=False)
+        result = next((l for l in r.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if r.returncode != 0 or result is None:
+            log(f"bench_run perf: the recorded run failed (status {r.returncode}): {' '.join(map(shlex.quote, rec))}\n"
+                f"{r.stderr[-2000:]}")
+            return 1
+        rep_cmd = ["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none", "-F", "overhead,dso,sym",
+                   "--percent-limit", str(args.percent_limit)]
+        rr = subprocess.run(rep_cmd, env=env, capture_output=True, text=True, check=False)
+        if rr.returncode != 0:
+            log(f"bench_run perf: perf report failed:\n{rr.stderr[-2000:]}")
+            return 1
+    samples = re.search(r"^# Samples: (.+)$", rr.stdout, re.M)
+    entries = [l.rstrip() for l in rr.stdout.splitlines() if l.strip() and not l.startswith("#")][:args.top]
+    head = [l.rstrip() for l in rr.stdout.splitlines() if re.match(r"^# (Overhead|\.\.\.)", l)]
+    version = describe_allocs([a])[0].get("version", "")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = subprocess.run(["git", "-C", root, "log", "-1", "--format=%h %s", "--", "alloc", "include"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    out = os.path.join(args.out_dir, f"perf-{args.workload}-t{args.threads}-{args.tag}.txt")
+    lines = [
+        f"# perf profile ({args.tag}): {args.workload} -t {args.threads} -s {args.scale:g} under {a['name']}"
+        f"{(' ' + version) if version else ''}",
+        f"# date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"{machine_info().get('cpu', '?')}, {os.cpu_count()} CPUs; load average at the start {loadavg()}",
+        f"# library source: last commit touching alloc/ and include/: {src or '?'}",
+        f"# event: {event_note}; {perf_version() or 'perf'}; samples: {samples.group(1).strip() if samples else '?'}",
+        "# recorded: perf record -g -e " + event + " -- " + " ".join(shlex.quote(x) for x in inner),
+        f"# shown: perf report --no-children --stdio -g none -F overhead,dso,sym --percent-limit "
+        f"{args.percent_limit} (self time per function, top {args.top})",
+        f"# the run: {result}",
+    ] + head + entries
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    log(f"bench_run: wrote {out}")
+    return 0
 
 
 def main():
@@ -465,12 +568,25 @@ def main():
     i = sub.add_parser("instructions")
     i.add_argument("--loop-bin", required=True)
     i.add_argument("--out", required=True)
-    i.add_argument("--sizes", default="16,64,256,1024,4096")
+    i.add_argument("--sizes", default="16,32,64,256,1024,4096", help="pair-loop sizes (bytes)")
+    i.add_argument("--batches", default="32:1000",
+                   help="BYTES:BATCH,...: BATCH mallocs, then their frees in allocation order")
     i.add_argument("--n1", type=int, default=100000)
     i.add_argument("--n2", type=int, default=300000)
     i.add_argument("--alloc", type=parse_alloc, action="append", required=True)
+    f = sub.add_parser("perf")
+    f.add_argument("--bin", required=True, help="directory holding the workload programs")
+    f.add_argument("--workload", required=True)
+    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--scale", type=float, default=0.5)
+    f.add_argument("--tag", required=True, help="names the file: perf-WORKLOAD-tTHREADS-TAG.txt")
+    f.add_argument("--out-dir", required=True)
+    f.add_argument("--top", type=int, default=25)
+    f.add_argument("--percent-limit", type=float, default=0.3)
+    f.add_argument("--alloc", type=parse_alloc, required=True)
     args = p.parse_args()
-    return {"workloads": cmd_workloads, "micro": cmd_micro, "instructions": cmd_instructions}[args.cmd](args)
+    return {"workloads": cmd_workloads, "micro": cmd_micro, "instructions": cmd_instructions,
+            "perf": cmd_perf}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 # Missing packages are installed with `apt-get update` + `apt-get install -y`
 # when run as root; otherwise the script names them and exits 1. Set
 # SPANALLOC_SKIP_DEPS=1 to skip the check entirely (a machine you manage).
-# Used by tools/test.sh (and meant for tools/bench.sh).
+# Used by tools/test.sh, tools/bench.sh and tools/bench_gc.sh.
 set -euo pipefail
 
 # build + tests: compilers, cmake, Criterion, valgrind (memcheck pass and
@@ -17,8 +17,11 @@ set -euo pipefail
 # it) and gnuplot (the stats and bench report tools draw their PNGs with it)
 PKGS_TEST=(cmake build-essential pkg-config libcriterion-dev valgrind sqlite3 python3
   git clang libclang-rt-14-dev google-perftools gnuplot-nox)
-# benchmarks (bench/ is built by default, so the test run needs them too)
-PKGS_BENCH=(libbenchmark-dev libjemalloc2 libjemalloc-dev libgc-dev)
+# benchmarks (bench/ is built by default, so the test run needs them too):
+# google-benchmark, the allocators tools/bench.sh compares against (jemalloc,
+# mimalloc, tcmalloc: libtcmalloc_minimal.so.4), Boehm GC for bench/gc, and
+# perf for tools/bench.sh --perf
+PKGS_BENCH=(libbenchmark-dev libjemalloc2 libjemalloc-dev libmimalloc2.0 libtcmalloc-minimal4 libgc-dev linux-perf)
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(all)

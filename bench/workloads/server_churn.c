@@ -18,12 +18,6 @@
 #define WORKLOAD "server_churn"
 #define SLOTS 32768
 
-typedef struct slot {
-    void *p;
-    size_t size;
-    uint64_t tag;
-} slot;
-
 typedef struct worker {
     int index;
     uint64_t ops;
@@ -44,19 +38,13 @@ static void *run(void *arg) {
     worker *w = arg;
     wl_rng r;
     wl_rng_seed(&r, 0x5e77e7c4u + (uint64_t)w->index * 7919u);
-    slot *slots = wl_xmalloc(WORKLOAD, sizeof(slot) * SLOTS);
+    wl_block *slots = wl_xmalloc(WORKLOAD, sizeof(wl_block) * SLOTS);
     uint64_t next_tag = ((uint64_t)w->index << 48) | 1;
-
-    for (size_t i = 0; i < SLOTS; i++) {
-        slots[i].size = pick_size(&r);
-        slots[i].tag = next_tag++;
-        slots[i].p = wl_xmalloc(WORKLOAD, slots[i].size);
-        wl_stamp(slots[i].p, slots[i].size, slots[i].tag);
-    }
+    for (size_t i = 0; i < SLOTS; i++) wl_block_fill(WORKLOAD, &slots[i], pick_size(&r), next_tag++);
 
     wl_team_wait(w->team); /* start */
     for (uint64_t op = 0; op < w->ops; op++) {
-        slot *s = &slots[wl_below(&r, SLOTS)];
+        wl_block *s = &slots[wl_below(&r, SLOTS)];
         wl_check(WORKLOAD, s->p, s->size, s->tag);
         size_t nsize = pick_size(&r);
         if (wl_below(&r, 20) == 0) {
@@ -80,14 +68,8 @@ static void *run(void *arg) {
     }
     wl_team_wait(w->team); /* stop */
 
-    uint64_t sum = 0;
-    for (size_t i = 0; i < SLOTS; i++) {
-        wl_check(WORKLOAD, slots[i].p, slots[i].size, slots[i].tag);
-        sum += slots[i].size;
-        free(slots[i].p);
-    }
+    w->checksum = wl_blocks_release(WORKLOAD, slots, SLOTS);
     free(slots);
-    w->checksum = sum;
     return NULL;
 }
 

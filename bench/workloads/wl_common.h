@@ -17,6 +17,9 @@
  *    the workloads double as allocator corruption detectors;
  *  - a thread team (wl_team): start N threads, meet them at a barrier that
  *    the main thread shares, time the section between two meetings, join;
+ *  - fixed-time runs (wl_stop): the throughput workloads run for 2 s × SCALE
+ *    and report operations per second instead of the time of a fixed amount
+ *    of work;
  *  - the result line: exactly one line starting with "RESULT " and made of
  *    key=value pairs, always including workload, threads, scale, seconds,
  *    ops, ops_per_sec, peak_rss_kb and ru_maxrss_kb. peak_rss_kb is VmHWM,
@@ -35,6 +38,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +308,34 @@ static inline void *wl_xmalloc(const char *workload, size_t size) {
     return p;
 }
 
+/* A live block the workload keeps: where, how big, and the tag it was
+ * stamped with. */
+typedef struct wl_block {
+    void *p;
+    size_t size;
+    uint64_t tag;
+} wl_block;
+
+/* Allocates b's new block of `size` bytes and stamps it with `tag`. */
+static inline void wl_block_fill(const char *workload, wl_block *b, size_t size, uint64_t tag) {
+    b->p = wl_xmalloc(workload, size);
+    b->size = size;
+    b->tag = tag;
+    wl_stamp(b->p, size, tag);
+}
+
+/* Checks and frees the n blocks (the teardown of a working set); returns the
+ * sum of their sizes, the workloads' checksum. */
+static inline uint64_t wl_blocks_release(const char *workload, wl_block *bs, size_t n) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        wl_check(workload, bs[i].p, bs[i].size, bs[i].tag);
+        sum += bs[i].size;
+        free(bs[i].p);
+    }
+    return sum;
+}
+
 /* ---- thread team ------------------------------------------------------------ */
 
 /* N worker threads and the main thread meet at one reusable barrier of N + 1.
@@ -362,6 +394,26 @@ static inline void wl_team_join(wl_team *t) {
     t->tids = NULL;
     t->started = 0;
 }
+
+/* ---- fixed-time runs ------------------------------------------------------ */
+
+/* The run length of a throughput workload: 2 s × SCALE, at least 20 ms. */
+static inline long wl_run_ms(double scale) {
+    double ms = 2000.0 * scale;
+    return ms < 20.0 ? 20 : (long)ms;
+}
+
+/* A stop flag on a cache line of its own: the main thread raises it once,
+ * the workers poll it every operation (a relaxed load of a line that stays
+ * shared in every core's cache costs next to nothing). */
+typedef struct wl_stop {
+    _Alignas(64) _Atomic int raised;
+    char pad[64 - sizeof(int)];
+} wl_stop;
+
+static inline void wl_stop_init(wl_stop *s) { atomic_init(&s->raised, 0); }
+static inline void wl_stop_raise(wl_stop *s) { atomic_store_explicit(&s->raised, 1, memory_order_relaxed); }
+static inline int wl_stopped(wl_stop *s) { return atomic_load_explicit(&s->raised, memory_order_relaxed); }
 
 /* ---- result line -------------------------------------------------------- */
 
