@@ -283,6 +283,21 @@ static void fold_owned(sa_mcache *mc, unsigned spc)
     }
 }
 
+/* A span from the mcentral installed as the one spc allocates from, window
+ * loaded; NULL when the heap is out of memory. */
+static sa_span *from_central(sa_mcache *mc, unsigned spc)
+{
+    sa_span *s = sa_mcentral_cache_span(&sa_central[spc], mc, &mc->alloc[spc]);
+    if (!s)
+        return NULL;
+    s->allocCount += s->windowFree; /* the window the mcentral loaded */
+    s->wakeAt = 0;
+    /* Only now, with the cache consistent: starting the scavenger thread
+     * allocates (pthread_create) and may come back here. */
+    sa_scavenger_after_alloc();
+    return s;
+}
+
 /* The span spc allocates from ran low. It joins the owned spans, and the
  * most recently filed avail span becomes current; with none, the mcentral
  * provides one (past SA_OWNED_MAX owned spans, a long-parked one goes back
@@ -292,6 +307,13 @@ static void fold_owned(sa_mcache *mc, unsigned spc)
 static sa_span *switch_span(sa_mcache *mc, unsigned spc)
 {
     sa_span *cur = mc->alloc[spc];
+    if (spc >= SA_NUM_SIZE_CLASSES) {
+        /* A span class malloc does not use (the tiers' white-box tests use
+         * them): no owned sets, the span goes back to its mcentral. */
+        if (cur != &sa_emptyspan)
+            sa_mcentral_uncache_span(&sa_central[spc], cur, &mc->alloc[spc]);
+        return from_central(mc, spc);
+    }
     if (cur != &sa_emptyspan)
         file_owned(mc, spc, cur);
     /* Remote frees into owned spans of any class: fold them now, so a class
@@ -311,15 +333,9 @@ static sa_span *switch_span(sa_mcache *mc, unsigned spc)
          * server_churn's instructions. */
         owned_release(spc, mc->parked[spc], &mc->nparked[spc], 0);
     }
-    sa_span *s = sa_mcentral_cache_span(&sa_central[spc], mc, &mc->alloc[spc]);
-    if (s) {
-        s->allocCount += s->windowFree; /* the window the mcentral loaded */
-        s->wakeAt = 0;
-        /* Only now, with the cache consistent: starting the scavenger
-         * thread allocates (pthread_create) and may come back here. */
-        sa_scavenger_after_alloc();
+    sa_span *s = from_central(mc, spc);
+    if (s)
         return s;
-    }
     /* The heap cannot grow: any parked span with a free slot will do. */
     for (unsigned i = 0; i < mc->nparked[spc]; i++) {
         sa_span *t = mc->parked[spc][i];
@@ -339,8 +355,8 @@ static sa_span *switch_span(sa_mcache *mc, unsigned spc)
 void sa_mcache_span_wake(sa_mcache *mc, sa_span *s)
 {
     unsigned spc = s->spanclass;
-    if (mc->alloc[spc] == s)
-        return;
+    if (mc->alloc[spc] == s || spc >= SA_NUM_SIZE_CLASSES)
+        return; /* a class without owned sets owns only its current span */
     unsigned i = s->ownedIdx;
     if (i < mc->nparked[spc] && mc->parked[spc][i] == s) {
         s->wakeAt = 0;

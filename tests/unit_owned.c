@@ -20,9 +20,19 @@
  * small blocks through us too). */
 #define OBJ 2304
 
+/* The span class sa_malloc(OBJ) is served from (debug builds add a
+ * trailer, so it is read off a real block). */
 static unsigned obj_class(void)
 {
-    return sa_size_to_class(OBJ);
+    void *p = sa_malloc(OBJ);
+    unsigned spc = sa_span_of((uintptr_t)p)->spanclass;
+    sa_free(p);
+    return spc;
+}
+
+static unsigned obj_nelems(void)
+{
+    return sa_class_to_nelems[sa_spanclass_sizeclass(obj_class())];
 }
 
 static bool in_set(sa_span *const *set, unsigned n, const sa_span *s)
@@ -59,7 +69,7 @@ static unsigned live_in_class(unsigned spc)
 
 Test(owned, owner_frees_into_a_filled_span_are_local_and_wake_it)
 {
-    unsigned spc = obj_class(), n = sa_class_to_nelems[spc];
+    unsigned spc = obj_class(), n = obj_nelems();
     void *a[SA_MAX_SPAN_OBJS] = {0}, *b = NULL;
     for (unsigned i = 0; i < n; i++)
         a[i] = sa_malloc(OBJ);
@@ -93,7 +103,7 @@ Test(owned, owner_frees_into_a_filled_span_are_local_and_wake_it)
 
 Test(owned, emptied_spans_beyond_a_few_go_back_to_the_mheap)
 {
-    unsigned spc = obj_class(), n = sa_class_to_nelems[spc];
+    unsigned spc = obj_class(), n = obj_nelems();
     enum { SPANS = 12 };
     static void *a[SPANS * SA_MAX_SPAN_OBJS];
     sa_span *spans[SPANS];
@@ -268,7 +278,7 @@ static void owner_then_remote(void)
 
 Test(owned, double_frees_across_threads_are_reported_naming_the_block)
 {
-    unsigned n = sa_class_to_nelems[obj_class()];
+    unsigned n = obj_nelems();
     void *fill[SA_MAX_SPAN_OBJS + 1];
     for (unsigned i = 0; i <= n; i++)
         fill[i] = sa_malloc(OBJ); /* the first span is full and parked */
@@ -296,7 +306,7 @@ static void corrupt_owned_count(void)
 
 Test(owned, heap_check_walks_owned_spans)
 {
-    unsigned n = sa_class_to_nelems[obj_class()];
+    unsigned n = obj_nelems();
     void *fill[SA_MAX_SPAN_OBJS + 1];
     for (unsigned i = 0; i <= n; i++)
         fill[i] = sa_malloc(OBJ);
@@ -402,7 +412,7 @@ Test(owned, producer_consumer_eight_threads_keep_rss_flat, .timeout = 120)
  * is known (a double free and a pointer never returned look alike). */
 static void free_never_returned(void)
 {
-    sa_free((char *)victim + OBJ);
+    sa_free((char *)victim + sa_span_of((uintptr_t)victim)->elemsize);
 }
 
 Test(owned, free_of_a_slot_never_handed_out_says_so)
@@ -413,7 +423,7 @@ Test(owned, free_of_a_slot_never_handed_out_says_so)
     sa_free(fill[1]); /* now the slot after fill[0] is not allocated */
     victim = fill[0];
     char out[512], want[64];
-    snprintf(want, sizeof want, "%p", (void *)((char *)victim + OBJ));
+    snprintf(want, sizeof want, "%p", (void *)((char *)victim + sa_span_of((uintptr_t)victim)->elemsize));
     cr_assert(child_aborts(free_never_returned, out, sizeof out), "no abort: %s", out);
     cr_assert(strstr(out, "double free or a pointer never returned") != NULL, "%s", out);
     cr_assert(strstr(out, want) != NULL, "names %s: %s", want, out);
