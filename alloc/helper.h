@@ -31,6 +31,7 @@
 #define SA_HELPER_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -72,6 +73,10 @@ __attribute__((visibility("hidden"))) const char *sa_helper_name(sa_helper_kind 
 /* From initialisation: remembers the signal mask of the process. */
 __attribute__((visibility("hidden"))) void sa_helpers_init(void);
 __attribute__((visibility("hidden"))) void sa_helpers_fork_child(void);
+
+/* An idle helper's wait: returns true when sem was posted, false after ns
+ * (or an interruption) without a post. */
+__attribute__((visibility("hidden"))) bool sa_helper_wait(sem_t *sem, uint64_t ns);
 
 /* Monotonic clock in nanoseconds. */
 __attribute__((visibility("hidden"))) uint64_t sa_os_nanotime(void);

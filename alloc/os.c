@@ -223,6 +223,16 @@ void sa_helper_leave(sa_helper_kind kind, bool orphaned)
         pthread_sigmask(SIG_SETMASK, &program_mask, NULL);
 }
 
+bool sa_helper_wait(sem_t *sem, uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t end = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(end / 1000000000ull);
+    ts.tv_nsec = (long)(end % 1000000000ull);
+    return sem_clockwait(sem, CLOCK_MONOTONIC, &ts) == 0;
+}
+
 /* Reads /proc/self/stat: the leader's state (field 3) and the number of
  * tasks (field 20), which counts a zombie leader until the process ends.
  * Returns the number of live tasks, or -1 when /proc cannot tell. */
