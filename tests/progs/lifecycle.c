@@ -43,9 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef SA_PROBE_LINKED
 #include "spanalloc.h"
-#endif
+#include "test_util.h"
 
 static const char *(*p_build_option)(const char *);
 static void *(*p_gc_alloc)(size_t, unsigned);
@@ -165,14 +164,15 @@ static void churn(int mib)
     }
 }
 
-/* Waits (up to 3 s) until more than `own` tasks run: the library's
- * helpers. Returns how many it saw. */
+/* Waits (up to 3 s, 60 s under memcheck) until more than `own` tasks run:
+ * the library's helpers. Returns how many it saw. */
 static int helpers_running(int own)
 {
     const char *policy = option("scavenger");
     bool expect = strcmp(policy, "background") == 0 || use_gc;
     int n = tasks() - own;
-    for (int i = 0; expect && n <= 0 && i < 300; i++) {
+    int tries = sa_test_under_valgrind() ? 6000 : 300;
+    for (int i = 0; expect && n <= 0 && i < tries; i++) {
         sleep_ms(10);
         n = tasks() - own;
     }
