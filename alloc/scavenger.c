@@ -244,7 +244,6 @@ static void *scavenger_main(void *arg)
             nap = IDLE_SLEEP_NS;
             continue;
         }
-        last_work = t;
         size_t done = 0;
         if (t - last_change >= QUIET_NS || limit_x) {
             done = release(want, UINT64_MAX, 0);
@@ -264,8 +263,12 @@ static void *scavenger_main(void *arg)
             if (nap < 10 * NS_PER_MS)
                 nap = 10 * NS_PER_MS;
         }
-        if (done)
+        if (done) {
+            last_work = t;
             trace(epoch, done, 0, "");
+        } else if (t - last_work >= IDLE_STOP_NS && end_now()) {
+            break; /* an excess below START_PAGES that nothing could release */
+        }
     }
     sa_helper_leave(SA_HELPER_SCAVENGER, orphaned);
     return NULL;

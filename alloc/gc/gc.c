@@ -27,10 +27,11 @@
  * posts a request it must serve either does so under ctl_lock and starts a
  * new collector when none is claimed (sa_gc_collect, sa_gc_wait_cycle), or
  * is an allocation that checks for one once it left its critical section
- * (sa_gc_alloc). It is never registered, so it is never stopped. While the world is stopped it takes only the
- * locks that registered threads hold inside critical sections (gc heap,
- * roots, finalizer, work buffers), never an allocator lock, never ctl_lock
- * or stats locks (a stopped thread may hold those).
+ * (sa_gc_alloc). It is never registered, so it is never stopped. While the
+ * world is stopped it takes only the locks that registered threads hold
+ * inside critical sections (gc heap, roots, finalizer, work buffers), never
+ * an allocator lock, never ctl_lock or stats locks (a stopped thread may
+ * hold those).
  *
  * Locking: cycle_lock is held for a whole cycle (fork waits on it);
  * ctl_lock guards the cycle counters and done_cond. Threads that wait for a
