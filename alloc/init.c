@@ -16,12 +16,21 @@
  *
  * Fork: prepare takes every allocator lock in the fixed order of
  * internal.h (mcache list, mcentrals by span class, mheap, profiler:
- * sa_lock_all, which sa_heap_check uses too); the parent releases them; the child re-initialises them and returns the orphaned
- * caches of the threads that did not survive the fork (mcache.c).
+ * sa_lock_all, which sa_heap_check uses too); the parent releases them; the
+ * child re-initialises them and returns the orphaned caches of the threads
+ * that did not survive the fork (mcache.c). The child has none of the
+ * parent's helper threads (helper.h): it counts them stopped and clears the
+ * scavenger's claim, so a helper half-way through pthread_create in the
+ * parent leaves nothing half-started behind; the child starts its own when
+ * it has work for one.
+ *
+ * No thread is started here, at load or at the first allocation: helpers
+ * start when they have work (scavenger.c, alloc/gc/gc.c).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 
+#include "helper.h"
 #include "internal.h"
 
 SA_HIDDEN pthread_key_t sa_thread_key;
@@ -53,6 +62,7 @@ static void fork_child(void)
     sa_mheap_fork_child();
     sa_mcentral_fork_child();
     sa_mcache_fork_child();
+    sa_helpers_fork_child();
     sa_scavenger_fork_child();
 }
 
@@ -80,6 +90,7 @@ void sa_ensure_init(void)
         sa_mcentral_init_all();
         sa_store_release(&init_state, INIT_RUNNING);
         sa_options_init();
+        sa_helpers_init();
         sa_scavenger_init_options();
         if (pthread_key_create(&sa_thread_key, sa_thread_exit) != 0)
             sa_report_fatal("cannot create the thread-exit key");

@@ -519,6 +519,7 @@ SA_HIDDEN const char *sa_madvise_name(void);
 SA_HIDDEN void sa_scavstats_read(sa_scavstats *out);
 SA_HIDDEN void sa_scavenger_after_alloc(void);
 SA_HIDDEN void sa_scavenger_after_free(size_t npages);
+SA_HIDDEN bool sa_scavenger_running(void); /* the background thread drains pending stacks */
 SA_HIDDEN void sa_scavenger_fork_child(void);
 SA_HIDDEN void sa_scavenger_init_options(void);
 SA_HIDDEN void sa_mcentral_reclaim_all(void);

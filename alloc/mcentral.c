@@ -125,12 +125,12 @@ void sa_mcentral_notify(sa_span *s, unsigned spc)
                                      __ATOMIC_RELAXED))
         return;
     push_pending(&sa_central[spc], s);
-    /* Without a background scavenger nobody drains stacks of classes no
+    /* Without a running scavenger thread nobody drains stacks of classes no
      * thread allocates from any more: every SA_DRAIN_EVERY pushes, the
      * pusher drains them all (a few locks per that many spans, not per
      * free). */
     static uint64_t npushes;
-    if (sa_scavenger_policy() != SA_SCAV_BACKGROUND &&
+    if (!sa_scavenger_running() &&
         __atomic_add_fetch(&npushes, 1, __ATOMIC_RELAXED) % SA_DRAIN_EVERY == 0)
         sa_mcentral_reclaim_all();
 }

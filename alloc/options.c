@@ -19,7 +19,8 @@
  *                       PATH becomes the process id)
  *   fail_os_after=N     debug builds: the N-th mmap/madvise from now fails
  *   gc_percent=N|off, gctrace=0|1, gc_mode=stw|concurrent, gc_markers=1|2
- *                       collector builds (SPANALLOC_GC): see docs/gc.md
+ *                       collector builds (SPANALLOC_GC): see docs/gc.md; other
+ *                       builds say that these need the collector
  * They tune the build-time scavenger policy; they do not replace it.
  */
 #include <errno.h>
@@ -34,7 +35,8 @@
 
 SA_HIDDEN sa_options sa_opts = {.scavenge_retain = 10};
 
-static void warn(const char *what, const char *s, size_t len)
+/* One line on stderr; fmt holds one %s, the offending item. */
+static void warn(const char *fmt, const char *s, size_t len)
 {
     char buf[192];
     char item[96];
@@ -42,7 +44,7 @@ static void warn(const char *what, const char *s, size_t len)
         len = sizeof item - 1;
     memcpy(item, s, len);
     item[len] = '\0';
-    size_t n = sa_format(buf, sizeof buf - 1, "spanalloc: %s '%s' in SPANALLOC ignored\n", what, item);
+    size_t n = sa_format(buf, sizeof buf - 1, fmt, item);
     sa_os_write_stderr(buf, n);
 }
 
@@ -104,7 +106,8 @@ static bool key_is(const char *key, size_t klen, const char *name)
     return strlen(name) == klen && memcmp(key, name, klen) == 0;
 }
 
-/* Returns 0 when applied, -1 for a bad value, -2 for an unknown key. */
+/* Returns 0 when applied, -1 for a bad value, -2 for an unknown key, -3 for
+ * a collector option in a build without the collector. */
 int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
 {
     if (key_is(key, klen, "stats"))
@@ -148,6 +151,11 @@ int sa_option_apply(const char *key, size_t klen, const char *val, size_t vlen)
         if (r != -2)
             return r;
     }
+#else
+    static const char *const gc_keys[] = {"gc_percent", "gctrace", "gc_mode", "gc_markers"};
+    for (size_t i = 0; i < sizeof gc_keys / sizeof *gc_keys; i++)
+        if (key_is(key, klen, gc_keys[i]))
+            return -3; /* known, but this build has no collector */
 #endif
     if (key_is(key, klen, "prof_dump_at_exit")) {
         if (vlen == 0 || vlen >= sizeof sa_opts.prof_dump_path)
@@ -175,9 +183,12 @@ int sa_options_parse(const char *list)
             size_t vlen = eq ? len - klen - 1 : 1;
             int r = sa_option_apply(p, klen, val, vlen);
             if (r == -2)
-                warn("unknown option", p, klen);
+                warn("spanalloc: unknown option '%s' in SPANALLOC ignored\n", p, klen);
+            else if (r == -3)
+                warn("spanalloc: option '%s' in SPANALLOC needs a collector build "
+                     "(-DSPANALLOC_GC=ON); ignored\n", p, klen);
             else if (r == -1)
-                warn("bad value for option", p, len);
+                warn("spanalloc: bad value for option '%s' in SPANALLOC ignored\n", p, len);
             bad += r != 0;
         }
         p += len;
@@ -203,10 +214,12 @@ int sa_option_set(const char *key, const char *value)
     }
     int r = sa_option_apply(key, strlen(key), value, strlen(value));
     if (r != 0) {
-        errno = EINVAL;
+        errno = r == -3 ? ENOTSUP : EINVAL;
         return -1;
     }
     if (strcmp(key, "memory_limit") == 0)
         sa_set_memory_limit(sa_opts.memory_limit);
+    if (strcmp(key, "scavenge_retain") == 0)
+        sa_scavenger_after_free(0); /* a lower goal may leave work for the scavenger */
     return 0;
 }

@@ -6,19 +6,27 @@
  * Also home of the two things every tier needs and nothing should
  * re-implement: the fixed-size metadata allocator (fixalloc, like Go's
  * mfixalloc: carves structs out of 64 KiB OS chunks, never returns them), and
- * the one-line error report.
+ * the one-line error report; and of the helper threads' life (helper.h):
+ * starting them, counting them, asking the kernel whether the program still
+ * has a thread of its own.
  *
  * Nothing here allocates through malloc, takes a lock, or uses stdio: these
  * functions run during bootstrap, inside fork handlers and while aborting.
+ * The one exception is sa_helper_start (pthread_create allocates), called
+ * only from slow paths that hold no allocator lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "helper.h"
 #include "internal.h"
 
 /* ---- fault injection (SPANALLOC_DEBUG builds) ----------------------------
@@ -153,6 +161,145 @@ void sa_os_write_stderr(const char *buf, size_t len)
 void sa_os_abort(void)
 {
     abort();
+}
+
+uint64_t sa_os_nanotime(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- helper threads (helper.h) ------------------------------------------- */
+
+static uint64_t helpers_started[SA_HELPER_KINDS]; /* atomics */
+static uint64_t helpers_stopped[SA_HELPER_KINDS]; /* atomics */
+static int helpers_running; /* atomic: between sa_helper_enter and sa_helper_leave */
+static sigset_t program_mask; /* the mask of the thread that initialised us */
+
+void sa_helpers_init(void)
+{
+    pthread_sigmask(SIG_SETMASK, NULL, &program_mask);
+}
+
+int sa_helper_start(sa_helper_kind kind, void *(*fn)(void *), void *arg, size_t stack,
+                    const sigset_t *keep, pthread_t *joinable)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, joinable ? PTHREAD_CREATE_JOINABLE
+                                                : PTHREAD_CREATE_DETACHED);
+    if (stack)
+        pthread_attr_setstacksize(&attr, stack);
+    sigset_t mask, old;
+    sigfillset(&mask);
+    for (int sig = 1; keep && sig < NSIG; sig++)
+        if (sigismember(keep, sig) == 1)
+            sigdelset(&mask, sig);
+    pthread_sigmask(SIG_SETMASK, &mask, &old); /* the new thread inherits it */
+    /* counted before it exists, so stopped never overtakes started */
+    __atomic_fetch_add(&helpers_started[kind], 1, __ATOMIC_SEQ_CST);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        __atomic_fetch_sub(&helpers_started[kind], 1, __ATOMIC_SEQ_CST);
+    else if (joinable)
+        *joinable = t;
+    return rc;
+}
+
+void sa_helper_enter(void)
+{
+    __atomic_fetch_add(&helpers_running, 1, __ATOMIC_SEQ_CST);
+}
+
+void sa_helper_leave(sa_helper_kind kind, bool orphaned)
+{
+    __atomic_fetch_add(&helpers_stopped[kind], 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_sub(&helpers_running, 1, __ATOMIC_SEQ_CST);
+    if (orphaned)
+        pthread_sigmask(SIG_SETMASK, &program_mask, NULL);
+}
+
+bool sa_helper_wait(sem_t *sem, uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t end = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(end / 1000000000ull);
+    ts.tv_nsec = (long)(end % 1000000000ull);
+    return sem_clockwait(sem, CLOCK_MONOTONIC, &ts) == 0;
+}
+
+/* Reads /proc/self/stat: the leader's state (field 3) and the number of
+ * tasks (field 20), which counts a zombie leader until the process ends.
+ * Returns the number of live tasks, or -1 when /proc cannot tell. */
+static long live_tasks(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    if (!p || p[1] != ' ' || !p[2])
+        return -1;
+    char state = p[2]; /* ") S 1 ..." */
+    p += 2;
+    for (int field = 3; field < 20; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -1;
+        p++;
+    }
+    long tasks = 0;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        tasks = tasks * 10 + (*p - '0');
+    return state == 'Z' || state == 'X' ? tasks - 1 : tasks;
+}
+
+bool sa_helper_orphaned(uint64_t *last)
+{
+    uint64_t now = sa_os_nanotime();
+    if (*last && now - *last < SA_HELPER_CHECK_NS)
+        return false;
+    *last = now;
+    int saved = errno;
+    long tasks = live_tasks();
+    errno = saved;
+    return tasks >= 0 && tasks <= sa_load_sc(&helpers_running);
+}
+
+void sa_helpers_read(uint64_t started[SA_HELPER_KINDS], uint64_t stopped[SA_HELPER_KINDS])
+{
+    for (int k = 0; k < SA_HELPER_KINDS; k++) {
+        /* stopped first: a reader never sees more stopped than started */
+        stopped[k] = sa_load_sc(&helpers_stopped[k]);
+        started[k] = sa_load_sc(&helpers_started[k]);
+    }
+}
+
+const char *sa_helper_name(sa_helper_kind kind)
+{
+    static const char *const names[SA_HELPER_KINDS] = {"scavenger", "collector", "marker",
+                                                       "finalizer"};
+    return (unsigned)kind < SA_HELPER_KINDS ? names[kind] : "?";
+}
+
+/* Only the forking thread lives on in the child: none of the helpers. */
+void sa_helpers_fork_child(void)
+{
+    for (int k = 0; k < SA_HELPER_KINDS; k++)
+        sa_store_relaxed(&helpers_stopped[k], sa_load_relaxed(&helpers_started[k]));
+    sa_store_relaxed(&helpers_running, 0);
 }
 
 /* ---- fixalloc ------------------------------------------------------------- */

@@ -31,17 +31,34 @@
  * sa_scavenge included). -DSPANALLOC_MADVISE=dontneed|free picks the advice;
  * MADV_FREE'd pages are not known zero when reused.
  *
+ * The thread's life (helper.h): a helper is a thread in someone else's
+ * process, so it exists only while there is something to give back. The
+ * first return of pages to the page heap that leaves at least START_PAGES
+ * (2 MiB) above the goal starts it (sa_scavenger_after_free, which the mheap
+ * calls with no lock held); it ends after IDLE_STOP_NS with nothing left to
+ * release, and at once when no program thread is left (main ended with
+ * pthread_exit and the others are gone), so it never keeps a process alive
+ * that glibc would end. Ending races with a free that would start it: the
+ * thread clears `running` first and then looks at the heap once more, the
+ * freeing thread changes the heap first and then reads `running`; one of
+ * the two sees the other. A program that never frees 2 MiB more than it
+ * keeps never gets a thread (it stays single-threaded: unshare(2) and
+ * sandboxes that demand one thread keep working). Releasing from the
+ * allocation slow paths instead, as jemalloc does without its background
+ * threads, was considered and left out: the drop after a peak happens when
+ * the program has gone quiet, when no slow path runs (docs/design.md).
+ *
  * Locking: no lock of its own on the allocation paths; the counters are
- * atomics; the thread is started once (CAS on `started`), lazily, from an
- * allocation slow path holding no allocator lock, never before the first
- * allocation, and again in a forked child (whose copy has no thread).
+ * atomics; `running` is claimed by CAS, so at most one thread works at a
+ * time (one that is ending may still be on its way out). A forked child has
+ * no thread: fork_child clears `running`.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 
+#include "helper.h"
 #include "internal.h"
 
 #ifndef SA_SCAVENGER_POLICY
@@ -57,8 +74,13 @@
 #define BUSY_WORK_NS (1 * NS_PER_MS)   /* work per busy cycle ... */
 #define BUSY_RATIO 99                  /* ... then sleep 99x that: 1% */
 #define EAGER_MIN_PAGES 16             /* eager: release runs from 128 KiB */
+#define START_PAGES 256                /* background: a thread for 2 MiB over the goal */
+#define IDLE_STOP_NS (500 * NS_PER_MS) /* nothing to release for this long: end */
+#define RETRY_NS (1000 * NS_PER_MS)    /* after a failed pthread_create */
+#define STACK_BYTES (512 * 1024)       /* exit() may run atexit handlers on it */
 
-static int started;             /* atomic: the background thread exists */
+static int running;            /* atomic: a background thread is claimed */
+static uint64_t start_failed;  /* atomic: when pthread_create last failed */
 /* Held around the background thread's reclaim (which frees emptied spans to
  * the mheap after dropping each mcentral lock), so that sa_scavenge, taking
  * it too, never releases while spans another reclaim emptied are still on
@@ -73,13 +95,6 @@ static void reclaim_all(void)
 }
 static size_t memory_limit;     /* atomic: bytes, 0 = none */
 static sa_scavstats scav_stats; /* atomics */
-
-static uint64_t now_ns(int clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void add_stat(uint64_t *p, uint64_t v)
 {
@@ -133,10 +148,10 @@ static void excess(const sa_pageheap_stats *h, size_t *goal_excess, size_t *limi
 /* Releases up to maxpages, timing the work; kind: 0 bg, 1 eager, 2 forced. */
 static size_t release(size_t maxpages, uint64_t idle_epoch, int kind)
 {
-    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    uint64_t t0 = sa_os_nanotime();
     uint64_t calls = 0;
     size_t n = sa_mheap_scavenge(maxpages, idle_epoch, &calls);
-    uint64_t t = now_ns(CLOCK_MONOTONIC) - t0;
+    uint64_t t = sa_os_nanotime() - t0;
     uint64_t bytes = (uint64_t)n << SA_PAGE_SHIFT;
     add_stat(&scav_stats.madvise_calls, calls);
     add_stat(&scav_stats.ns, t);
@@ -172,17 +187,48 @@ static void sleep_ns(uint64_t ns)
         ;
 }
 
+/* Pages over the goal: is a thread worth having? */
+static bool worth_a_thread(void)
+{
+    sa_pageheap_stats h;
+    sa_mheap_stats(&h);
+    size_t goal_x, limit_x;
+    excess(&h, &goal_x, &limit_x);
+    return goal_x >= START_PAGES;
+}
+
+/* The thread decides to end. Returns false when it must go on after all: a
+ * free that saw `running` still set left work behind. */
+static bool end_now(void)
+{
+    sa_store_sc(&running, 0);
+    if (!worth_a_thread())
+        return true;
+    int expect = 0; /* claim it back, unless a new thread already did */
+    return !__atomic_compare_exchange_n(&running, &expect, 1, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST);
+}
+
 static void *scavenger_main(void *arg)
 {
     (void)arg;
-    uint64_t last_nallocs = 0, last_change = now_ns(CLOCK_MONOTONIC);
+    sa_helper_enter();
+    sa_pageheap_stats h;
+    sa_mheap_stats(&h);
+    uint64_t t = sa_os_nanotime();
+    uint64_t last_nallocs = h.nallocs, last_change = t, last_work = t, checked = t;
     uint64_t nap = IDLE_SLEEP_NS;
+    bool orphaned = false;
     for (;;) {
+        if (sa_helper_orphaned(&checked)) {
+            orphaned = true; /* the process ends with us: no point releasing */
+            sa_store_sc(&running, 0);
+            break;
+        }
         sleep_ns(nap);
         reclaim_all();
-        sa_pageheap_stats h;
         sa_mheap_stats(&h);
-        uint64_t t = now_ns(CLOCK_MONOTONIC);
+        t = sa_os_nanotime();
         if (h.nallocs != last_nallocs) {
             last_nallocs = h.nallocs;
             last_change = t;
@@ -193,6 +239,8 @@ static void *scavenger_main(void *arg)
         uint64_t epoch = sa_mheap_next_epoch();
         add_stat(&scav_stats.cycles, 1);
         if (want == 0) {
+            if (t - last_work >= IDLE_STOP_NS && end_now())
+                break;
             nap = IDLE_SLEEP_NS;
             continue;
         }
@@ -201,7 +249,7 @@ static void *scavenger_main(void *arg)
             done = release(want, UINT64_MAX, 0);
             nap = 10 * NS_PER_MS;
         } else {
-            uint64_t t0 = now_ns(CLOCK_MONOTONIC), worked = 0;
+            uint64_t t0 = sa_os_nanotime(), worked = 0;
             while (done < want && worked < BUSY_WORK_NS) {
                 size_t n = release(want - done < SA_SCAV_BATCH_PAGES ? want - done
                                                                      : SA_SCAV_BATCH_PAGES,
@@ -209,60 +257,70 @@ static void *scavenger_main(void *arg)
                 if (n == 0)
                     break;
                 done += n;
-                worked = now_ns(CLOCK_MONOTONIC) - t0;
+                worked = sa_os_nanotime() - t0;
             }
             nap = worked * BUSY_RATIO;
             if (nap < 10 * NS_PER_MS)
                 nap = 10 * NS_PER_MS;
         }
-        if (done)
+        if (done) {
+            last_work = t;
             trace(epoch, done, 0, "");
+        } else if (t - last_work >= IDLE_STOP_NS && end_now()) {
+            break; /* an excess below START_PAGES that nothing could release */
+        }
     }
+    sa_helper_leave(SA_HELPER_SCAVENGER, orphaned);
     return NULL;
 }
 
-/* Starts the background thread once; from slow paths that hold no lock. */
+/* Starts the background thread unless one is running; from slow paths that
+ * hold no allocator lock (pthread_create allocates, and may come back here:
+ * `running` is claimed first, so that call returns at once). */
 static void start_thread(void)
 {
     int expect = 0;
-    if (!__atomic_compare_exchange_n(&started, &expect, 1, false, __ATOMIC_ACQ_REL,
+    if (!__atomic_compare_exchange_n(&running, &expect, 1, false, __ATOMIC_SEQ_CST,
                                      __ATOMIC_RELAXED))
         return;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread takes no signals */
-    pthread_t t;
-    if (pthread_create(&t, &attr, scavenger_main, NULL) != 0)
-        sa_store_relaxed(&started, 0); /* try again later */
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-}
-
-/* Called after the heap handed out pages (no allocator lock held). */
-void sa_scavenger_after_alloc(void)
-{
-    if (SA_SCAVENGER_POLICY == SA_SCAV_OFF)
-        return;
-    if (SA_SCAVENGER_POLICY == SA_SCAV_BACKGROUND && !sa_load_relaxed(&started) &&
-        !sa_init_in_progress_here())
-        start_thread();
-    if (sa_load_relaxed(&memory_limit)) {
-        sa_pageheap_stats h;
-        sa_mheap_stats(&h);
-        size_t goal_x, limit_x;
-        excess(&h, &goal_x, &limit_x);
-        if (limit_x)
-            release(limit_x, UINT64_MAX, 1);
+    uint64_t failed = sa_load_relaxed(&start_failed);
+    if ((failed && sa_os_nanotime() - failed < RETRY_NS) ||
+        sa_helper_start(SA_HELPER_SCAVENGER, scavenger_main, NULL, STACK_BYTES, NULL, NULL) != 0) {
+        if (!failed || sa_os_nanotime() - failed >= RETRY_NS)
+            sa_store_relaxed(&start_failed, sa_os_nanotime());
+        sa_store_sc(&running, 0); /* try again later */
     }
 }
 
-/* Called after pages went back to the page heap (no allocator lock held). */
+bool sa_scavenger_running(void)
+{
+    return sa_load_relaxed(&running) != 0;
+}
+
+/* Called after the heap handed out pages (no allocator lock held): only
+ * the soft memory limit acts here. */
+void sa_scavenger_after_alloc(void)
+{
+    if (SA_SCAVENGER_POLICY == SA_SCAV_OFF || !sa_load_relaxed(&memory_limit))
+        return;
+    sa_pageheap_stats h;
+    sa_mheap_stats(&h);
+    size_t goal_x, limit_x;
+    excess(&h, &goal_x, &limit_x);
+    if (limit_x)
+        release(limit_x, UINT64_MAX, 1);
+}
+
+/* Called after pages went back to the page heap (no allocator lock held):
+ * eager releases the excess here; background starts its thread when the
+ * excess is worth one. */
 void sa_scavenger_after_free(size_t npages)
 {
+    if (SA_SCAVENGER_POLICY == SA_SCAV_BACKGROUND) {
+        if (!sa_load_sc(&running) && !sa_init_in_progress_here() && worth_a_thread())
+            start_thread();
+        return;
+    }
     if (SA_SCAVENGER_POLICY != SA_SCAV_EAGER)
         return;
     sa_pageheap_stats h;
@@ -280,7 +338,8 @@ void sa_scavenger_after_free(size_t npages)
 
 void sa_scavenger_fork_child(void)
 {
-    sa_store_relaxed(&started, 0); /* the child has no scavenger thread */
+    sa_store_relaxed(&running, 0); /* the child has no scavenger thread */
+    sa_store_relaxed(&start_failed, 0);
     pthread_mutex_init(&reclaim_lock, NULL); /* it may have held this */
 }
 

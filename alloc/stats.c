@@ -13,13 +13,15 @@
  * HeapAlloc counts object sizes (the class size for small objects, whole
  * pages for large ones); HeapSys = HeapInuse + HeapIdle by construction.
  *
- * The report (SPANALLOC=stats=1 at exit, sa_stats_print on demand) is
- * produced by one emitter that writes either to a stdio FILE or, at exit, to
+ * The report (SPANALLOC=stats=1 at exit, sa_stats_print on demand) also
+ * says what the library's own threads cost: helpers started and stopped, by
+ * kind (helper.h). It is produced by one emitter that writes either to a stdio FILE or, at exit, to
  * file descriptor 2 with no allocation.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "helper.h"
 #include "internal.h"
 
 SA_HIDDEN sa_threadstats sa_global_stats;
@@ -184,6 +186,34 @@ static void emit(emitter *e, const char *fmt, ...)
         sa_os_write_stderr(line, n);
 }
 
+/* Collector builds have four kinds of helper; others only the scavenger. */
+#if defined(SA_GC) && SA_GC
+#define HELPER_KINDS SA_HELPER_KINDS
+#else
+#define HELPER_KINDS (SA_HELPER_SCAVENGER + 1)
+#endif
+
+static void emit_helpers_text(emitter *e)
+{
+    uint64_t started[SA_HELPER_KINDS], stopped[SA_HELPER_KINDS];
+    sa_helpers_read(started, stopped);
+    emit(e, "  helper threads:");
+    for (int k = 0; k < HELPER_KINDS; k++)
+        emit(e, " %s started=%zu stopped=%zu%s", sa_helper_name((sa_helper_kind)k),
+             (size_t)started[k], (size_t)stopped[k], k + 1 < HELPER_KINDS ? "," : "\n");
+}
+
+static void emit_helpers_json(emitter *e)
+{
+    uint64_t started[SA_HELPER_KINDS], stopped[SA_HELPER_KINDS];
+    sa_helpers_read(started, stopped);
+    emit(e, " \"helper_threads\": {");
+    for (int k = 0; k < HELPER_KINDS; k++)
+        emit(e, "\"%s\": {\"started\": %zu, \"stopped\": %zu}%s",
+             sa_helper_name((sa_helper_kind)k), (size_t)started[k], (size_t)stopped[k],
+             k + 1 < HELPER_KINDS ? ", " : "},\n");
+}
+
 static void report_text(emitter *e, const sa_memstats *m)
 {
     emit(e, "spanalloc %s: scavenger=%s madvise=%s valgrind=%s\n", sa_version(),
@@ -200,6 +230,7 @@ static void report_text(emitter *e, const sa_memstats *m)
     emit(e, "  scavenger: released=%zu madvise=%zu time_us=%zu faulted_pages=%zu\n",
          (size_t)m->scav_released, (size_t)m->scav_madvise_calls, (size_t)(m->scav_ns / 1000),
          (size_t)m->pages_faulted);
+    emit_helpers_text(e);
 #if defined(SA_GC) && SA_GC
     emit(e, "  gc: num_gc=%zu forced=%zu pause_total_us=%zu pause_us(p50/p99/max)=%zu/%zu/%zu "
             "stop_us(p50/p99/max)=%zu/%zu/%zu next_gc=%zu objects=%zu bytes=%zu\n",
@@ -242,6 +273,7 @@ static void report_json(emitter *e, const sa_memstats *m)
     F(stop_p50_ns); F(stop_p99_ns); F(stop_max_ns); F(gc_objects); F(gc_bytes);
 #endif
 #undef F
+    emit_helpers_json(e);
     emit(e, " \"by_size\": [\n");
     bool first = true;
     for (unsigned c = 0; c < m->num_size_classes; c++) {

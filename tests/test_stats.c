@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
+
 /* Debug builds (SPANALLOC_DEBUG) add a trailer to every block and report
  * usable size = requested size: the counters count the trailers. */
 static void skip_in_debug_build(void)
@@ -53,6 +55,7 @@ static void alloc_blocks(unsigned seed)
 Test(stats, heap_alloc_is_the_sum_of_live_blocks)
 {
     sa_memstats before, live, after;
+    sa_test_start_helpers(); /* freeing the blocks must not start one */
     sa_read_memstats(&before);
     alloc_blocks(7);
     sa_read_memstats(&live);
@@ -92,6 +95,7 @@ Test(stats, counters_survive_thread_exit_and_cross_thread_frees)
      * calloc) for the next thread: let it do so before measuring. */
     pthread_create(&t, NULL, nothing, NULL);
     pthread_join(t, NULL);
+    sa_test_start_helpers(); /* the same for the library's helper threads */
     sa_read_memstats(&before);
     pthread_create(&t, NULL, thread_allocs, NULL);
     pthread_join(t, NULL); /* its cache is flushed, its counters folded */
@@ -186,4 +190,41 @@ Test(stats, large_blocks_resized_in_place_keep_the_byte_count)
                  "HeapAlloc %zu after, %zu before", (size_t)after.heap_alloc,
                  (size_t)before.heap_alloc);
     cr_assert_eq(after.by_size[0].bytes, before.by_size[0].bytes);
+}
+
+/* The collector's options exist only in collector builds; elsewhere they
+ * are refused with ENOTSUP (the SPANALLOC variable says why: see
+ * tests/smoke/options_gc.sh). */
+Test(stats, collector_options_need_a_collector_build)
+{
+    const char *keys[][2] = {{"gctrace", "1"}, {"gc_percent", "200"}, {"gc_mode", "stw"},
+                             {"gc_markers", "1"}};
+    bool gc = strcmp(sa_build_option("gc"), "on") == 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        errno = 0;
+        int r = sa_option_set(keys[i][0], keys[i][1]);
+        if (gc) {
+            cr_assert_eq(r, 0, "%s=%s in a collector build", keys[i][0], keys[i][1]);
+        } else {
+            cr_assert_eq(r, -1, "%s=%s without the collector", keys[i][0], keys[i][1]);
+            cr_assert_eq(errno, ENOTSUP, "%s: errno %d", keys[i][0], errno);
+        }
+    }
+    if (gc) { /* back to the defaults */
+        sa_option_set("gctrace", "0");
+        sa_option_set("gc_percent", "100");
+        sa_option_set("gc_mode", "concurrent");
+        sa_option_set("gc_markers", "2");
+    }
+}
+
+Test(stats, report_counts_helper_threads)
+{
+    char *text = report(NULL);
+    cr_assert_not_null(strstr(text, "  helper threads: scavenger started="), "%s", text);
+    char *json = report("json");
+    cr_assert_not_null(strstr(json, "\"helper_threads\": {\"scavenger\": {\"started\": "),
+                       "%s", json);
+    free(text);
+    free(json);
 }

@@ -14,9 +14,10 @@ set -euo pipefail
 # build-essential), clang with its compiler-rt (libFuzzer, for tests/fuzz and
 # tools/fuzz.sh; the TSan/UBSan runtimes of gcc come with build-essential),
 # google-pprof (google-perftools: the heap-profile test reads our profile with
-# it) and gnuplot (the stats and bench report tools draw their PNGs with it)
+# it), gnuplot (the stats and bench report tools draw their PNGs with it) and
+# libpython3.11-testsuite (CPython's test_threading runs under preload)
 PKGS_TEST=(cmake build-essential pkg-config libcriterion-dev valgrind sqlite3 python3
-  git clang libclang-rt-14-dev google-perftools gnuplot-nox)
+  git clang libclang-rt-14-dev google-perftools gnuplot-nox libpython3.11-testsuite)
 # benchmarks (bench/ is built by default, so the test run needs them too):
 # google-benchmark, the allocators tools/bench.sh compares against (jemalloc,
 # mimalloc, tcmalloc: libtcmalloc_minimal.so.4), Boehm GC for bench/gc, and

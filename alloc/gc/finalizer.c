@@ -23,7 +23,8 @@
  *
  * Finalizers run outside every allocator and collector lock: on the
  * finalizer thread (started at the first queued finalizer, woken through a
- * semaphore so it never sleeps holding a lock or inside a critical section)
+ * semaphore so it never sleeps holding a lock or inside a critical section,
+ * ended after a second without work or when no program thread is left)
  * or in whichever thread calls sa_gc_run_finalizers. A finalizer may
  * allocate, set finalizers and call sa_gc_collect.
  *
@@ -34,6 +35,7 @@
 #include <semaphore.h>
 #include <string.h>
 
+#include "../helper.h"
 #include "gc_internal.h"
 
 typedef struct fin_entry {
@@ -215,19 +217,47 @@ static SA_NOINLINE void clear_stack(void)
     __asm__ volatile("" ::"r"(buf) : "memory");
 }
 
+#define FIN_WAIT_NS (100 * 1000000ull)       /* an idle finalizer thread looks around */
+#define FIN_IDLE_STOP_NS (1000 * 1000000ull) /* ... and ends after this long idle */
+
+/* Waits for finalizers to run. Returns false when the thread should end:
+ * idle for FIN_IDLE_STOP_NS (decided under fin_lock, where the collector
+ * looks whether to start one) or no program thread left (*orphaned). */
+static bool fin_wait(uint64_t *idle_since, uint64_t *checked, bool *orphaned)
+{
+    for (;;) {
+        if (sa_helper_wait(&fin_sem, FIN_WAIT_NS))
+            return true;
+        *orphaned = sa_helper_orphaned(checked);
+        if (!*orphaned && sa_os_nanotime() - *idle_since < FIN_IDLE_STOP_NS)
+            continue;
+        pthread_mutex_lock(&fin_lock);
+        bool end = *orphaned || nqueued == 0;
+        if (end)
+            fin_thread_started = false;
+        pthread_mutex_unlock(&fin_lock);
+        if (end)
+            return false;
+    }
+}
+
 /* Unregistered, so its stack is no root; a finalizer that allocates
- * registers it, and it unregisters again after the batch. */
+ * registers it, and it unregisters again after the batch. A helper
+ * (helper.h): started at the first finalizer due, ended when idle. */
 static void *fin_thread(void *arg)
 {
     (void)arg;
-    for (;;) {
-        while (sem_wait(&fin_sem) != 0)
-            ;
+    sa_helper_enter();
+    uint64_t idle_since = sa_os_nanotime(), checked = idle_since;
+    bool orphaned = false;
+    while (fin_wait(&idle_since, &checked, &orphaned)) {
         sa_gc_run_finalizers();
         if (sa_gc_self)
             sa_gc_unregister_self();
         clear_stack();
+        idle_since = sa_os_nanotime();
     }
+    sa_helper_leave(SA_HELPER_FINALIZER, orphaned);
     return NULL;
 }
 
@@ -242,18 +272,17 @@ void sa_gc_fin_wake(void)
         fin_thread_started = true;
     pthread_mutex_unlock(&fin_lock);
     if (start) {
-        pthread_t tid;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&tid, &a, fin_thread, NULL) != 0) {
+        /* it may register (a finalizer that allocates): it must take the
+         * collector's stop signals */
+        sigset_t keep;
+        sa_gc_stop_signals(&keep);
+        if (sa_helper_start(SA_HELPER_FINALIZER, fin_thread, NULL, 0, &keep, NULL) != 0) {
             pthread_mutex_lock(&fin_lock);
             fin_thread_started = false;
             pthread_mutex_unlock(&fin_lock);
         }
-        pthread_attr_destroy(&a);
     }
-    if (due && fin_thread_started)
+    if (due)
         sem_post(&fin_sem);
 }
 

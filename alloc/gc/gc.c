@@ -18,12 +18,20 @@
  *   4. start the world; sweeping happens lazily in allocating threads and in
  *      this thread between cycles.
  *
- * Threads: the collector is one thread of its own, started with the
- * collector and again (lazily) in a forked child. It is never registered,
- * so it is never stopped. While the world is stopped it takes only the
- * locks that registered threads hold inside critical sections (gc heap,
- * roots, finalizer, work buffers), never an allocator lock, never ctl_lock
- * or stats locks (a stopped thread may hold those).
+ * Threads: the collector is one thread of its own (a helper, helper.h),
+ * started by the first sa_gc_* call that needs it (never at load), again
+ * after it ended, and lazily in a forked child. It ends, with its marker,
+ * after IDLE_STOP_NS without a request or a span to sweep, and at once when
+ * no program thread is left, so a main that ends with pthread_exit ends the
+ * process as under glibc. It decides to end under ctl_lock, and whoever
+ * posts a request it must serve either does so under ctl_lock and starts a
+ * new collector when none is claimed (sa_gc_collect, sa_gc_wait_cycle), or
+ * is an allocation that checks for one once it left its critical section
+ * (sa_gc_alloc). It is never registered, so it is never stopped. While the
+ * world is stopped it takes only the locks that registered threads hold
+ * inside critical sections (gc heap, roots, finalizer, work buffers), never
+ * an allocator lock, never ctl_lock or stats locks (a stopped thread may
+ * hold those).
  *
  * Locking: cycle_lock is held for a whole cycle (fork waits on it);
  * ctl_lock guards the cycle counters and done_cond. Threads that wait for a
@@ -49,6 +57,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../helper.h"
 #include "gc_internal.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -65,18 +74,22 @@ static bool ready;
 
 static void *collector_main(void *arg);
 
+#define WAIT_NS (100 * 1000000ull)       /* an idle collector looks around this often */
+#define IDLE_STOP_NS (1000 * 1000000ull) /* ... and ends after this long idle */
+
+/* ctl_lock held. */
+static void start_collector_locked(void)
+{
+    if (collector_started)
+        return;
+    if (sa_helper_start(SA_HELPER_COLLECTOR, collector_main, NULL, 0, NULL, NULL) == 0)
+        sa_store_release(&collector_started, 1);
+}
+
 static void start_collector(void)
 {
     pthread_mutex_lock(&ctl_lock);
-    if (!collector_started) {
-        pthread_t tid;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&tid, &a, collector_main, NULL) == 0)
-            sa_store_release(&collector_started, 1);
-        pthread_attr_destroy(&a);
-    }
+    start_collector_locked();
     pthread_mutex_unlock(&ctl_lock);
 }
 
@@ -149,6 +162,7 @@ void sa_gc_wait_cycle(void)
         }
         post_request();
     }
+    start_collector_locked(); /* it may have ended since ensure_collector */
     uint64_t target = cycle_active ? cycles_started : cycles_started + 1;
     while (cycles_done < target)
         sa_gc_park_wait(&done_cond, &ctl_lock);
@@ -282,14 +296,39 @@ static void run_cycle(void)
     pthread_mutex_unlock(&cycle_lock);
 }
 
+/* Waits for a request or a span to sweep. Returns false when the collector
+ * should end: idle for IDLE_STOP_NS, or no program thread left (*orphaned). */
+static bool wait_for_work(uint64_t *idle_since, uint64_t *checked, bool *orphaned)
+{
+    while (!sa_load_sc(&requested) && !sa_gc_sweep_pending()) {
+        if (sa_helper_wait(&collector_sem, WAIT_NS))
+            continue;
+        *orphaned = sa_helper_orphaned(checked);
+        if (*orphaned || sa_os_nanotime() - *idle_since >= IDLE_STOP_NS) {
+            /* Decided under ctl_lock: a waiter that posts under it after
+             * this sees collector_started clear and starts another. */
+            sa_gc_stop_helper();
+            pthread_mutex_lock(&ctl_lock);
+            bool idle = !sa_load_sc(&requested) && !sa_gc_sweep_pending();
+            if (idle || *orphaned)
+                sa_store_release(&collector_started, 0);
+            pthread_mutex_unlock(&ctl_lock);
+            if (idle || *orphaned)
+                return false;
+            sa_gc_start_helper();
+        }
+    }
+    return true;
+}
+
 static void *collector_main(void *arg)
 {
     (void)arg;
+    sa_helper_enter();
     sa_gc_start_helper();
-    for (;;) {
-        while (!sa_load_sc(&requested) && !sa_gc_sweep_pending())
-            while (sem_wait(&collector_sem) != 0)
-                ;
+    uint64_t idle_since = sa_os_nanotime(), checked = idle_since;
+    bool orphaned = false;
+    while (wait_for_work(&idle_since, &checked, &orphaned)) {
         if (sa_load_sc(&requested)) {
             /* A request raced with the end of the previous cycle: drop it
              * unless forced or still due. */
@@ -301,20 +340,22 @@ static void *collector_main(void *arg)
             pthread_mutex_unlock(&ctl_lock);
             if (due)
                 run_cycle();
-            continue;
+        } else {
+            /* Background sweep, a batch at a time, so a request is seen soon. */
+            uint64_t cpu0 = sa_gc_thread_cputime();
+            for (int i = 0; i < 32 && sa_gc_sweep_one(); i++)
+                ;
+            sa_gc_add_cpu(sa_gc_thread_cputime() - cpu0);
+            if (!sa_gc_sweep_pending()) {
+                pthread_mutex_lock(&ctl_lock);
+                cycles_swept = cycles_done;
+                pthread_cond_broadcast(&done_cond);
+                pthread_mutex_unlock(&ctl_lock);
+            }
         }
-        /* Background sweep, a batch at a time, so a request is seen soon. */
-        uint64_t cpu0 = sa_gc_thread_cputime();
-        for (int i = 0; i < 32 && sa_gc_sweep_one(); i++)
-            ;
-        sa_gc_add_cpu(sa_gc_thread_cputime() - cpu0);
-        if (!sa_gc_sweep_pending()) {
-            pthread_mutex_lock(&ctl_lock);
-            cycles_swept = cycles_done;
-            pthread_cond_broadcast(&done_cond);
-            pthread_mutex_unlock(&ctl_lock);
-        }
+        idle_since = sa_os_nanotime();
     }
+    sa_helper_leave(SA_HELPER_COLLECTOR, orphaned);
     return NULL;
 }
 
@@ -330,7 +371,6 @@ SA_API void *sa_gc_alloc(size_t size, unsigned flags)
             return NULL;
         }
     }
-    ensure_collector();
     if (SA_UNLIKELY(size > PTRDIFF_MAX)) {
         errno = ENOMEM;
         return NULL;
@@ -338,6 +378,10 @@ SA_API void *sa_gc_alloc(size_t size, unsigned flags)
     if (SA_UNLIKELY(sa_load_relaxed(&sa_gc_heap_live) >= sa_load_relaxed(&sa_gc_hard_goal)))
         sa_gc_wait_cycle();
     void *p = sa_gc_heap_alloc(t, size, (flags & SA_GC_NOSCAN) != 0);
+    /* Started by the first allocation; and the allocation may have posted a
+     * request to a collector that ended meanwhile: the request stays set for
+     * the one started here. */
+    ensure_collector();
     if (!p)
         errno = ENOMEM;
     return p;
@@ -351,6 +395,7 @@ SA_API void sa_gc_collect(void)
     forced_requested = 1;
     sa_store_sc(&requested, 0);
     post_request();
+    start_collector_locked(); /* it may have ended since ensure_collector */
     uint64_t target = cycles_started + 1;
     while (cycles_swept < target)
         sa_gc_park_wait(&done_cond, &ctl_lock);

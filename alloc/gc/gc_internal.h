@@ -142,6 +142,8 @@ static inline void sa_gc_leave(sa_gcthread *t)
 SA_HIDDEN void sa_gc_stw_init(void);
 SA_HIDDEN int sa_gc_register_self(bool explicit_reg);
 SA_HIDDEN void sa_gc_note_main_thread(void);
+/* The stop and restart signals: helpers that may register keep them. */
+SA_HIDDEN void sa_gc_stop_signals(sigset_t *set);
 SA_HIDDEN void sa_gc_unregister_self(void);
 /* Stops every registered thread but the caller; returns ns to stop them. */
 SA_HIDDEN uint64_t sa_gc_stop_world(void);
@@ -192,6 +194,7 @@ SA_HIDDEN void sa_gc_drain(sa_gcwork *w);
 /* World stopped: drains with the second marker thread, if it runs. */
 SA_HIDDEN void sa_gc_drain_parallel(sa_gcwork *w);
 SA_HIDDEN void sa_gc_start_helper(void);
+SA_HIDDEN void sa_gc_stop_helper(void);
 /* Inside a critical section while marking: scan some grey objects. */
 SA_HIDDEN void sa_gc_assist(sa_gcthread *t);
 /* Keep the global grey list stocked for assists and the helper. */

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "../track.h"
+#include "../helper.h"
 #include "gc_internal.h"
 
 #ifdef SA_GC_HAVE_MEMCHECK
@@ -388,7 +389,9 @@ static uint64_t helper_gen;     /* atomic: sessions started */
 static uint64_t helper_done;    /* atomic: sessions the helper finished */
 static uint64_t helper_marked;  /* the helper's marked bytes, per session */
 static sem_t helper_sem;
-static int helper_ok;           /* the helper thread runs */
+static int helper_ok;           /* the helper thread runs (collector thread only) */
+static int helper_quit;         /* atomic: the helper ends at its next wake-up */
+static pthread_t helper_tid;    /* joinable: the collector waits for it to end */
 
 static inline void relax(unsigned i)
 {
@@ -423,11 +426,14 @@ static void worker(sa_gcwork *w)
 static void *helper_main(void *arg)
 {
     (void)arg;
+    sa_helper_enter();
     sa_gcwork hw;
     memset(&hw, 0, sizeof hw);
     for (;;) {
         while (sem_wait(&helper_sem) != 0)
             ;
+        if (sa_load_sc(&helper_quit))
+            break;
         uint64_t gen = sa_load_sc(&helper_gen);
         hw.marked_bytes = 0;
         worker(&hw);
@@ -435,21 +441,32 @@ static void *helper_main(void *arg)
         sa_store_relaxed(&helper_marked, hw.marked_bytes);
         sa_store_sc(&helper_done, gen);
     }
+    sa_helper_leave(SA_HELPER_MARKER, false); /* the collector joins it */
     return NULL;
 }
 
-/* From the collector thread, world running (creating a thread allocates). */
+/* From the collector thread, world running (creating a thread allocates).
+ * The helper lives as long as the collector thread that started it. */
 void sa_gc_start_helper(void)
 {
     if (helper_ok || sa_load_relaxed(&sa_gc_markers) < 2)
         return;
     sem_init(&helper_sem, 0, 0);
-    pthread_t tid;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    helper_ok = pthread_create(&tid, &a, helper_main, NULL) == 0;
-    pthread_attr_destroy(&a);
+    sa_store_sc(&helper_quit, 0);
+    /* never registered: it takes no signal at all */
+    helper_ok = sa_helper_start(SA_HELPER_MARKER, helper_main, NULL, 0, NULL, &helper_tid) == 0;
+}
+
+/* From the collector thread before it ends: the helper ends first. */
+void sa_gc_stop_helper(void)
+{
+    if (!helper_ok)
+        return;
+    sa_store_sc(&helper_quit, 1);
+    sem_post(&helper_sem);
+    pthread_join(helper_tid, NULL);
+    sem_destroy(&helper_sem);
+    helper_ok = 0;
 }
 
 void sa_gc_helper_fork_child(void)

@@ -151,18 +151,39 @@ void sa_gc_stop_deferred(sa_gcthread *t)
 }
 
 static void link_main_thread(void);
+static sa_gcthread main_rec;
+static bool main_gone; /* threads_lock: the main thread ended (pthread_exit) */
 
 static void thread_exit(void *arg)
 {
     sa_gcthread *t = arg;
+    if (t == &main_rec) {
+        pthread_mutex_lock(&threads_lock);
+        main_gone = true; /* never linked from now on */
+        pthread_mutex_unlock(&threads_lock);
+    }
     if (t && sa_gc_self == t)
         sa_gc_unregister_self();
 }
 
-void sa_gc_stw_init(void)
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void create_exit_key(void)
 {
     if (pthread_key_create(&exit_key, thread_exit) != 0)
         sa_report_fatal("gc: cannot create the thread-exit key");
+}
+
+void sa_gc_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIG_SUSPEND);
+    sigaddset(set, SIG_RESTART);
+}
+
+void sa_gc_stw_init(void)
+{
+    pthread_once(&exit_key_once, create_exit_key);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = suspend_handler;
@@ -197,15 +218,18 @@ static uintptr_t stack_top(void)
 /* The main thread's record: noted by the load-time constructor (no signal
  * handler, no thread) and linked into the list by the collector's
  * initialisation, so the main thread is registered without a program that
- * never uses the collector paying for it. Never freed. */
-static sa_gcthread main_rec;
-
+ * never uses the collector paying for it. Never freed. Its thread-exit key
+ * is set here, on the main thread itself: a main that ends with
+ * pthread_exit leaves the list like any thread (a stop would otherwise
+ * signal its zombie and wait for an acknowledgement forever). */
 void sa_gc_note_main_thread(void)
 {
     main_rec.tid = pthread_self();
     main_rec.stack_hi = stack_top();
     main_rec.explicit_reg = true;
     sa_gc_self = &main_rec;
+    pthread_once(&exit_key_once, create_exit_key);
+    pthread_setspecific(exit_key, &main_rec);
 }
 
 static void link_thread(sa_gcthread *t)
@@ -225,7 +249,7 @@ static void link_main_thread(void)
     if (!main_rec.tid)
         return;
     pthread_mutex_lock(&threads_lock);
-    if (!main_rec.registered)
+    if (!main_rec.registered && !main_gone)
         link_thread(&main_rec);
     pthread_mutex_unlock(&threads_lock);
 }

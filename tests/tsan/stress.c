@@ -323,6 +323,7 @@ int main(int argc, char **argv)
     int round = 0;
     worker *ws = calloc(64, sizeof *ws);
     warm_thread_cache(randomize ? 8 : threads);
+    sa_test_start_helpers();
     for (;; round++) {
         if (seconds > 0 ? now_s() - t0 >= seconds && round > 0 : round >= rounds)
             break;
