@@ -303,6 +303,7 @@ static void free_large(sa_span *s)
     SA_TRACK_FREE((void *)s->base);
     count_large(false, bytes);
     sa_mheap_free_span(s);
+    sa_scavenger_kick();
 }
 
 static SA_NOINLINE void free_slow(void *p, const char *call)
@@ -343,6 +344,7 @@ static SA_NOINLINE void free_slow(void *p, const char *call)
         SA_COUNTER_INC(&mc->stats.nfree[spc]);
     else
         sa_stats_add_global(&sa_global_stats.nfree[spc], 1);
+    sa_scavenger_kick();
 }
 
 static size_t usable_of(const sa_span *s)
@@ -374,6 +376,7 @@ static SA_NOINLINE void *realloc_slow(void *p, size_t size, const char *call, vo
                 SA_TRACK_RESIZE(p, usable, npages << SA_PAGE_SHIFT);
                 count_large_resize(usable, npages << SA_PAGE_SHIFT);
                 sa_mheap_shrink_large(s, npages);
+                sa_scavenger_kick();
             }
             return p;
         }

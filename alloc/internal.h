@@ -519,6 +519,10 @@ SA_HIDDEN const char *sa_madvise_name(void);
 SA_HIDDEN void sa_scavstats_read(sa_scavstats *out);
 SA_HIDDEN void sa_scavenger_after_alloc(void);
 SA_HIDDEN void sa_scavenger_after_free(size_t npages);
+/* Starts the background thread a free asked for. Called by the tiers where
+ * their state is whole (pthread_create allocates and may come back into
+ * them): the end of their slow paths, and sa_scavenger_after_alloc. */
+SA_HIDDEN void sa_scavenger_kick(void);
 SA_HIDDEN bool sa_scavenger_running(void); /* the background thread drains pending stacks */
 SA_HIDDEN void sa_scavenger_fork_child(void);
 SA_HIDDEN void sa_scavenger_init_options(void);

@@ -367,8 +367,10 @@ void sa_mcache_span_wake(sa_mcache *mc, sa_span *s)
         i = s->ownedIdx;
     }
     if (i < mc->navail[spc] && mc->avail[spc][i] == s) {
-        if (enough_empty(mc, spc, s))
+        if (enough_empty(mc, spc, s)) {
             owned_release(spc, mc->avail[spc], &mc->navail[spc], i);
+            sa_scavenger_kick(); /* the sets are whole again */
+        }
         return;
     }
     sa_report_fatal("mcache: a freed span is not owned by the freeing thread");
@@ -423,7 +425,11 @@ have:
             return sample_point(mc, s, spc, needzero, ra);
     }
     *needzero = s->needzero;
-    return sa_span_take(s, s->allocCache);
+    void *p = sa_span_take(s, s->allocCache);
+    /* A switch may have given spans back: with the cache whole again, the
+     * scavenger may start (pthread_create allocates). */
+    sa_scavenger_kick();
+    return p;
 }
 
 /* Is s still mc's? A span a fork caught on its way between two places of
@@ -512,6 +518,7 @@ void sa_thread_exit(void *arg)
         return;
     sa_tls_mcache = &sa_mcache_dead;
     sa_mcache_release_all(mc);
+    sa_scavenger_kick();
 }
 
 /* Sums every live mcache's counters into *out (which the caller zeroed or

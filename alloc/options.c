@@ -219,7 +219,9 @@ int sa_option_set(const char *key, const char *value)
     }
     if (strcmp(key, "memory_limit") == 0)
         sa_set_memory_limit(sa_opts.memory_limit);
-    if (strcmp(key, "scavenge_retain") == 0)
+    if (strcmp(key, "scavenge_retain") == 0) {
         sa_scavenger_after_free(0); /* a lower goal may leave work for the scavenger */
+        sa_scavenger_kick();
+    }
     return 0;
 }

@@ -80,6 +80,7 @@
 #define STACK_BYTES (512 * 1024)       /* exit() may run atexit handlers on it */
 
 static int running;            /* atomic: a background thread is claimed */
+static int start_wanted;       /* atomic: a free left work; see sa_scavenger_kick */
 static uint64_t start_failed;  /* atomic: when pthread_create last failed */
 /* Held around the background thread's reclaim (which frees emptied spans to
  * the mheap after dropping each mcentral lock), so that sa_scavenge, taking
@@ -299,8 +300,18 @@ bool sa_scavenger_running(void)
 
 /* Called after the heap handed out pages (no allocator lock held): only
  * the soft memory limit acts here. */
+void sa_scavenger_kick(void)
+{
+    if (SA_SCAVENGER_POLICY != SA_SCAV_BACKGROUND || !sa_load_relaxed(&start_wanted))
+        return;
+    sa_store_relaxed(&start_wanted, 0);
+    if (!sa_load_sc(&running) && !sa_init_in_progress_here())
+        start_thread();
+}
+
 void sa_scavenger_after_alloc(void)
 {
+    sa_scavenger_kick();
     if (SA_SCAVENGER_POLICY == SA_SCAV_OFF || !sa_load_relaxed(&memory_limit))
         return;
     sa_pageheap_stats h;
@@ -317,8 +328,12 @@ void sa_scavenger_after_alloc(void)
 void sa_scavenger_after_free(size_t npages)
 {
     if (SA_SCAVENGER_POLICY == SA_SCAV_BACKGROUND) {
+        /* Not started here: the caller may be in the middle of moving spans
+         * (an mcache giving one back), and pthread_create allocates. The
+         * caller's tier starts it where its state is whole
+         * (sa_scavenger_kick). */
         if (!sa_load_sc(&running) && !sa_init_in_progress_here() && worth_a_thread())
-            start_thread();
+            sa_store_relaxed(&start_wanted, 1);
         return;
     }
     if (SA_SCAVENGER_POLICY != SA_SCAV_EAGER)

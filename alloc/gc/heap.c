@@ -451,6 +451,7 @@ bool sa_gc_sweep_one(void)
     if (tofree) {
         sa_store_relaxed(&tofree->spanclass, 0);
         sa_mheap_free_span(tofree);
+        sa_scavenger_kick();
     }
     return true;
 }
