@@ -28,17 +28,6 @@ static inline int sa_test_under_valgrind(void)
 #endif
 }
 
-/* Non-zero under a tool that slows the program tenfold or more (memcheck,
- * ThreadSanitizer): the suites shrink their loop counts then. */
-static inline int sa_test_slow_tool(void)
-{
-#if defined(__SANITIZE_THREAD__)
-    return 1;
-#else
-    return sa_test_under_valgrind();
-#endif
-}
-
 /* splitmix64: deterministic, seedable, good enough to pick sizes. */
 typedef struct { uint64_t s; } sa_rng;
 static inline uint64_t sa_rng_next(sa_rng *r)

@@ -14,11 +14,7 @@
  * ctest runs this binary in gc_mode=stw and gc_mode=concurrent
  * (SPANALLOC=gc_mode=...), and under memcheck in stw mode.
  */
-#ifdef SA_TEST_PLAIN
-#include "tsan/plain_criterion.h" /* TSan trees: a plain program */
-#else
 #include <criterion/criterion.h>
-#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>

@@ -20,14 +20,9 @@
  * drain to (almost) nothing -- unreachable objects are freed.
  *
  * The binary runs in gc_mode=stw and gc_mode=concurrent (ctest), and under
- * memcheck in stw mode, and in TSan trees as a plain program, with smaller
- * counts.
+ * memcheck in stw mode with smaller counts.
  */
-#ifdef SA_TEST_PLAIN
-#include "tsan/plain_criterion.h" /* TSan trees: a plain program */
-#else
 #include <criterion/criterion.h>
-#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -228,7 +223,7 @@ static void check_all_roots(void)
 
 Test(gc_torture, random_graphs_mutated_by_threads_while_cycles_run, .timeout = 280)
 {
-    int vg = sa_test_slow_tool();
+    int vg = sa_test_under_valgrind();
     g_iters = vg ? 6000 : 300000;
     cr_assert_eq(sa_gc_add_root(g_roots, sizeof g_roots), 0);
     cr_assert_eq(sa_gc_add_root(g_exch, sizeof g_exch), 0);
@@ -300,7 +295,7 @@ static void *collect_loop(void *arg)
 
 Test(gc_fork, fork_while_marking, .timeout = 200)
 {
-    int vg = sa_test_slow_tool();
+    int vg = sa_test_under_valgrind();
     int depth = vg ? 12 : 17, forks = vg ? 3 : 20;
     sa_rng r = {42};
     cr_assert_eq(sa_gc_add_root(&g_tree, sizeof g_tree), 0);
