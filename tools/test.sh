@@ -40,8 +40,8 @@ build=${SPANALLOC_TEST_BUILD:-$root/build-test}
 jobs=${SPANALLOC_TEST_JOBS:-2}
 start=$(date +%s)
 failures=()
-log() { printf '\n=== test.sh: %s ===\n' "$*"; }
 elapsed() { echo $(( $(date +%s) - start ))s; }
+log() { printf '\n=== test.sh: %s (at %s) ===\n' "$*" "$(elapsed)"; }
 finish() {
   if [ ${#summaries[@]} -gt 0 ]; then
     log "summary per tree"
