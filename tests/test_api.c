@@ -140,11 +140,17 @@ Test(api, live_blocks_do_not_overlap)
 
 Test(api, free_null_is_noop)
 {
+    sa_counters before, after;
+    sa_get_counters(&before);
+    errno = 12345;
     sa_free(NULL);
     sa_free_sized(NULL, 0);
     sa_free_sized(NULL, 100);
     sa_free_aligned_sized(NULL, 64, 100);
     cr_assert_eq(sa_malloc_usable_size(NULL), 0);
+    cr_assert_eq(errno, 12345, "a free of NULL changed errno");
+    sa_get_counters(&after);
+    cr_assert_eq(after.frees, before.frees, "a free of NULL was counted as a free");
 }
 
 /* ---- too large, overflow: NULL + ENOMEM for every entry point ------------- */
@@ -399,7 +405,7 @@ Test(api, posix_memalign_einval_leaves_memptr)
         /* EINVAL wins over a too-large size as glibc does: alignment checked first */
         m = sentinel;
         rc = sa_posix_memalign(&m, opaque(bad[i]), SIZE_MAX);
-        cr_assert(rc == EINVAL || rc == ENOMEM, "bad align + huge size = %d", rc);
+        cr_assert_eq(rc, EINVAL, "bad align + huge size = %d, want EINVAL", rc);
         cr_assert_eq(m, sentinel);
     }
 }
@@ -555,14 +561,22 @@ Test(api, realloc_null_and_zero)
     cr_assert_null(sa_realloc(p, 0), "sa_realloc(p, 0) must free and return NULL");
     sa_get_counters(&after);
     cr_assert_eq(after.frees - before.frees, 1, "sa_realloc(p, 0) did not count one free");
-    /* realloc(NULL, 0) behaves as malloc(0). */
-    void *z = sa_realloc(NULL, 0);
+    /* realloc(NULL, 0) behaves as malloc(0): a unique block of its own. */
+    sa_get_counters(&before);
+    void *z = sa_realloc(NULL, 0), *z2 = sa_malloc(0);
+    sa_get_counters(&after);
     cr_assert_not_null(z);
+    cr_assert_neq(z, z2, "realloc(NULL, 0) and malloc(0) returned the same block");
+    cr_assert_eq(after.mallocs - before.mallocs, 2, "realloc(NULL, 0) was not counted as a malloc");
     sa_free(z);
+    sa_free(z2);
     /* large too */
     p = sa_malloc(MiB);
     cr_assert_not_null(p);
+    sa_get_counters(&before);
     cr_assert_null(sa_realloc(p, 0));
+    sa_get_counters(&after);
+    cr_assert_eq(after.frees - before.frees, 1, "sa_realloc(large, 0) did not count one free");
 }
 
 /* Resizing within the usable size stays in place. */
@@ -625,6 +639,9 @@ Test(api, usable_size_stable_for_block_life)
 Test(api, free_sized_every_kind)
 {
     size_t n, *sizes = interesting_sizes(&n);
+    sa_counters before, after;
+    sa_get_counters(&before);
+    size_t frees = 0;
     for (size_t i = 0; i < n; i++) {
         void *p = sa_malloc(sizes[i]);
         cr_assert_not_null(p);
@@ -632,12 +649,18 @@ Test(api, free_sized_every_kind)
         void *c = sa_calloc(1, sizes[i]);
         cr_assert_not_null(c);
         sa_free_sized(c, sizes[i]);
+        frees += 2;
     }
     for (size_t al = 1; al <= 65536; al *= 4) {
         void *a = sa_aligned_alloc(al, 3 * al);
         cr_assert_not_null(a);
         sa_free_aligned_sized(a, al, 3 * al);
+        frees++;
     }
+    /* each sized free freed its block (wrong sizes: test_badinput.c) */
+    sa_get_counters(&after);
+    cr_assert_eq(after.frees - before.frees, frees, "%zu sized frees counted as %zu frees", frees,
+                 (size_t)(after.frees - before.frees));
 }
 
 /* ---- counters --------------------------------------------------------------------- */

@@ -135,6 +135,14 @@ static const char *const DOUBLE[] = { R_DOUBLE, NULL };
 static const char *const DOUBLE_OR_GONE[] = { R_DOUBLE, R_FOREIGN, NULL };
 static const char *const FOREIGN[] = { R_FOREIGN, NULL };
 static const char *const INTERIOR[] = { R_INTERIOR, NULL };
+/* A sized free whose size the block cannot have: release builds check it
+ * against the block's usable size, debug builds against the request. */
+#ifdef SA_TEST_DEBUG
+static const char *const WRONG_SIZE[] = { "is not the block's", NULL };
+#else
+static const char *const WRONG_SIZE[] = { "larger than the block's", NULL };
+#endif
+static const char *const WRONG_ALIGN[] = { "does not have the stated alignment", NULL };
 #ifdef SA_TEST_DEBUG
 static const char *const WRITE_AFTER_FREE[] = { "write after free", NULL };
 static const char *const OVERFLOW[] = { "heap overflow", NULL };
@@ -148,6 +156,9 @@ static void bad_sa_realloc(void *p) { (void)!sa_realloc(p, 100); }
 static void bad_sa_reallocarray(void *p) { (void)!sa_reallocarray(p, 10, 10); }
 static void bad_sa_free_sized(void *p) { sa_free_sized(p, 64); }
 static void bad_sa_free_aligned_sized(void *p) { sa_free_aligned_sized(p, 16, 64); }
+static void bad_sa_free_sized_too_big(void *p) { sa_free_sized(p, 100000); }
+static void bad_sa_free_sized_too_big_aligned(void *p) { sa_free_aligned_sized(p, 16, 100000); }
+static void bad_sa_free_aligned_sized_4096(void *p) { sa_free_aligned_sized(p, 4096, 64); }
 static void *thread_free(void *p)
 {
     sa_free(p);
@@ -364,6 +375,15 @@ static void *wild_high(char *s) { return (void *)(uintptr_t)0x7ffffffff000ull; }
 static void *valid_small(char *s) { return sa_malloc(64); }
 static void *valid_large(char *s) { return sa_malloc(100 * KiB); }
 static void *valid_aligned(char *s) { return sa_aligned_alloc(4096, 100); }
+/* A 64-byte block that is not 4096-aligned. */
+static void *small_not_page_aligned(char *s)
+{
+    void *p;
+    do
+        p = sa_malloc(64);
+    while (((uintptr_t)p & 4095) == 0);
+    return p;
+}
 static void *valid_null(char *s) { return NULL; }
 static void *valid_of_exited_thread(char *s)
 {
@@ -463,6 +483,9 @@ static struct bad_case CASES[] = {
     { "free_sized: interior small", "sa_free_sized", small_interior_8, bad_sa_free_sized, INTERIOR },
     { "free_sized: interior large", "sa_free_sized", large_interior_16, bad_sa_free_sized, INTERIOR },
     { "free_sized: data segment", "sa_free_sized", global_address, bad_sa_free_sized, FOREIGN },
+    { "free_sized: size larger than the block", "sa_free_sized", valid_small, bad_sa_free_sized_too_big, WRONG_SIZE },
+    { "free_aligned_sized: size larger than the block", "sa_free_aligned_sized", valid_small, bad_sa_free_sized_too_big_aligned, WRONG_SIZE },
+    { "free_aligned_sized: block lacks the alignment", "sa_free_aligned_sized", small_not_page_aligned, bad_sa_free_aligned_sized_4096, WRONG_ALIGN },
     { "free_sized: stack", "sa_free_sized", stack_address, bad_sa_free_sized, FOREIGN },
     { "free_sized: unmapped", "sa_free_sized", unmapped_address, bad_sa_free_sized, FOREIGN },
     { "free_sized: low address", "sa_free_sized", wild_low, bad_sa_free_sized, FOREIGN },
@@ -522,7 +545,9 @@ Test(badinput, table_covers_every_kind)
                             "double free, large", "interior, small", "interior, large",
                             "never returned: stack", "never returned: data segment",
                             "never returned: our own mmap", "never returned: unmapped",
-                            "realloc:", "free_sized:", "valid:" };
+                            "realloc:", "free_sized:", "free_sized: size larger",
+                            "free_aligned_sized: size larger", "free_aligned_sized: block lacks",
+                            "valid:" };
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         int found = 0;
         for (size_t i = 0; i < NCASES; i++)

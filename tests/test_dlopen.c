@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,6 +94,19 @@ typedef struct {
     int wait_for_load;
 } thread_arg;
 
+/* The process malloc is glibc's: the name malloc resolves into libc, and
+ * the block glibc made is one glibc knows (its usable size covers it). */
+static void assert_malloc_is_glibc(void *glibc_block, const char *when)
+{
+    Dl_info info;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    cr_assert_not_null(m);
+    cr_assert(dladdr(m, &info) && info.dli_fname, "%s: dladdr(malloc) failed", when);
+    cr_assert_not_null(strstr(info.dli_fname, "libc.so"), "%s: malloc resolves to %s, not glibc's",
+                       when, info.dli_fname);
+    cr_assert_geq(malloc_usable_size(glibc_block), 100, "%s", when);
+}
+
 static void *thread_body(void *v)
 {
     thread_arg *a = v;
@@ -107,6 +121,7 @@ Test(dlopen, late_load_and_use_from_threads)
     /* glibc is our malloc until now and stays so */
     void *glibc_block = malloc(100);
     cr_assert_not_null(glibc_block);
+    assert_malloc_is_glibc(glibc_block, "before dlopen");
 
     pthread_barrier_init(&g_bar, NULL, 3);
     thread_arg before[2] = { { .wait_for_load = 1 }, { .wait_for_load = 1 } };
@@ -164,6 +179,7 @@ Test(dlopen, late_load_and_use_from_threads)
     cr_assert_geq(k.frees, 5 * (20 * 64 + 16), "the library counted %zu frees", k.frees);
 
     /* the process malloc is still glibc's: its block frees normally */
+    assert_malloc_is_glibc(glibc_block, "after dlopen and use");
     free(glibc_block);
     pthread_barrier_destroy(&g_bar);
 }

@@ -99,7 +99,7 @@ Test(prof, frees_of_sampled_objects_are_recorded)
     skewed_heap();
     char *path = profile_path();
     long live_n, live_b, alloc_n;
-    sa_heap_profile_write(path);
+    cr_assert_eq(sa_heap_profile_write(path), 0);
     header_counts(path, &live_n, &live_b, &alloc_n);
     /* N*64 bytes at one sample per 16 KiB: ~780 samples expected */
     cr_assert(live_n > 400 && live_n < 1400, "samples: %ld", live_n);
@@ -108,7 +108,7 @@ Test(prof, frees_of_sampled_objects_are_recorded)
         cr_assert_eq(objs[i][0], i % 20 == 0 ? 2 : 1, "sampled blocks hold their data");
         sa_free(objs[i]);
     }
-    sa_heap_profile_write(path);
+    cr_assert_eq(sa_heap_profile_write(path), 0);
     long live_n2, live_b2, alloc_n2;
     header_counts(path, &live_n2, &live_b2, &alloc_n2);
     cr_assert_eq(live_n2, 0, "every sampled object was freed");

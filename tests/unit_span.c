@@ -17,15 +17,21 @@ static sa_span *make_span(unsigned sc)
     return s;
 }
 
+/* One slot through the malloc fast path itself (sa_span_take, internal.h),
+ * as its callers use it: only with a nonzero window. Returns the slot index
+ * the address stands for, after checking the address is a slot boundary
+ * inside the span and the slot is now marked allocated. */
 static uint32_t take(sa_span *s)
 {
     if (s->allocCache == 0)
         return UINT32_MAX;
-    unsigned bit = (unsigned)__builtin_ctzll(s->allocCache);
-    uint32_t idx = s->freeindex + bit;
-    s->allocCache = (s->allocCache >> bit) >> 1;
-    s->freeindex = idx + 1;
-    sa_bit_set(s->allocBits, idx);
+    uintptr_t p = (uintptr_t)sa_span_take(s, s->allocCache);
+    cr_assert(p >= s->base && p + s->elemsize <= s->base + (uintptr_t)s->npages * SA_PAGE_SIZE,
+              "class of %u bytes: %#lx outside the span", (unsigned)s->elemsize, (unsigned long)p);
+    cr_assert_eq((p - s->base) % s->elemsize, 0, "class of %u bytes: %#lx not a slot boundary",
+                 (unsigned)s->elemsize, (unsigned long)p);
+    uint32_t idx = (uint32_t)((p - s->base) / s->elemsize);
+    cr_assert(s->allocBits[idx >> 6] & (1ull << (idx & 63)), "slot %u handed out but not marked", idx);
     return idx;
 }
 

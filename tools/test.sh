@@ -2,24 +2,30 @@
 # test.sh — the whole test run, from a fresh Debian 12 machine (CI: .ci/run):
 #   1. installs missing packages (tools/install-deps.sh; root: apt-get)
 #   2. configures build-test/ (RelWithDebInfo, SPANALLOC_VALGRIND=ON), builds -j2
-#   3. runs ctest there: Criterion suites (unit, API, stats, profile, bad
-#      input), stress, memcheck proof, preload smoke and real-program tests
-#      (python3, sqlite3, git, our C++ churn), bench smoke
-#   4. runs every Criterion binary once more under valgrind memcheck, with
-#      --trace-children so Criterion's test workers (which re-exec the
-#      binary) are checked, and --exit-on-first-error so an error inside a
-#      test body makes that test, hence the binary, fail; a canary suite
-#      with a deliberate use-after-free must fail the same way, or the
-#      memcheck pass itself is broken
-#   5. the other trees, each configured, built and tested by ctest:
+#   3. runs ctest there (all but label memcheck): Criterion suites (unit,
+#      API, stats, profile, bad input, scavenger per policy, the collector
+#      in both modes), stress, memcheck proof, preload smoke and
+#      real-program tests (python3, sqlite3, git, our C++ churn), bench smoke
+#   4. the memcheck pass (ctest -L memcheck): every Criterion binary once
+#      more under valgrind memcheck (tests/progs/memcheck-suite.sh: errors in
+#      a test body fail it), and a canary suite with a deliberate
+#      use-after-free that must fail the same way
+#   5. the other trees, each configured, built and tested by ctest, all with
+#      the collector (SPANALLOC_GC=ON):
 #        build-tsan/   SPANALLOC_SANITIZE=thread: the multi-threaded stress
-#                      programs (tests/tsan), zero reports
+#                      programs (tests/tsan) and the collector torture as a
+#                      plain program, zero reports
 #        build-ubsan/  SPANALLOC_SANITIZE=undefined: the whole suite
 #        build-debug/  SPANALLOC_DEBUG=ON: the whole suite with freed-block
 #                      patterns, canaries, sa_heap_check and fault injection
 #        build-fuzz/   clang + libFuzzer: both fuzz targets, bounded runs over
 #                      the committed corpus (tests/fuzz)
 #   6. a 30-second soak (tools/soak.sh 0.5) on the debug tree
+# After each ctest run a summary of the tree (tests/progs/summary.py): ctest
+# entries run/passed/failed/skipped (each skip with its reason), Criterion
+# tests inside them, sources not registered in the tree with CMake's reason;
+# fewer tests run than ctest lists is a failure. All summaries are repeated
+# at the end.
 # Exits non-zero on any failure; the last line is a one-line summary.
 #
 # Environment: SPANALLOC_TEST_BUILD (build dir, default <repo>/build-test; the
@@ -34,9 +40,13 @@ build=${SPANALLOC_TEST_BUILD:-$root/build-test}
 jobs=${SPANALLOC_TEST_JOBS:-2}
 start=$(date +%s)
 failures=()
-log() { printf '\n=== test.sh: %s ===\n' "$*"; }
 elapsed() { echo $(( $(date +%s) - start ))s; }
+log() { printf '\n=== test.sh: %s (at %s) ===\n' "$*" "$(elapsed)"; }
 finish() {
+  if [ ${#summaries[@]} -gt 0 ]; then
+    log "summary per tree"
+    printf '%s\n' "${summaries[@]}"
+  fi
   if [ ${#failures[@]} -eq 0 ]; then
     echo "test.sh: PASS — $summary_ctest; $summary_vg; $summary_trees; $summary_soak; $(elapsed)"
     exit 0
@@ -48,6 +58,7 @@ summary_ctest="ctest not run"
 summary_vg="memcheck not run"
 summary_trees="no other trees"
 summary_soak="no soak"
+summaries=()
 
 log "dependencies"
 if ! bash "$root/tools/install-deps.sh" all; then
@@ -68,80 +79,51 @@ if ! cmake --build "$build" -j2; then
   finish
 fi
 
+# run_ctest TREE DIR LOGNAME [ctest args...]: runs ctest in DIR, then prints
+# the tree's summary (tests/progs/summary.py): entries run, passed, failed,
+# skipped with reasons, Criterion tests inside, sources not registered here.
+# The expected count is what `ctest -N` lists with the same arguments --
+# derived from the registrations, so adding a test needs no edit here, while
+# CMake refuses a test source that is neither registered nor given a reason.
+run_ctest() {
+  local tree=$1 dir=$2 name=$3; shift 3
+  local clog="$dir/$name.log" junit="$dir/$name.junit.xml"
+  rm -f "$junit"
+  rm -rf "$dir/tests/reports"; mkdir -p "$dir/tests/reports"
+  local expected
+  expected=$(ctest --test-dir "$dir" -N "$@" | sed -n 's/^Total Tests: //p')
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -j "$jobs" --output-junit "$junit" \
+    "$@" >"$clog" 2>&1
+  local st=$?
+  grep -E '^ *[0-9]+/[0-9]+ Test|tests passed|\*\*\*' "$clog" | tail -100
+  [ "$st" -eq 0 ] || grep -E -A40 'Failed|\*\*\*' "$clog" | head -150
+  local sum
+  sum=$(python3 "$root/tests/progs/summary.py" "$tree" "$dir" "${expected:-0}" "$junit")
+  local sst=$?
+  echo "$sum"
+  summaries+=("$sum")
+  if [ "$st" -ne 0 ] || [ "$sst" -ne 0 ] || [ "${expected:-0}" -eq 0 ]; then
+    failures+=("$tree:$name"); return 1
+  fi
+}
+
 log "ctest"
-ctest_log="$build/ctest-summary.log"
-ctest --test-dir "$build" --output-on-failure --timeout 600 -j "$jobs" 2>&1 | tee "$ctest_log"
-ctest_status=${PIPESTATUS[0]}
-summary_ctest="ctest: $(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$ctest_log" | tail -1)"
-if [ "$ctest_status" -ne 0 ]; then
-  failures+=("ctest")
-fi
+t0=$(date +%s)
+run_ctest main "$build" ctest -LE memcheck
+summary_ctest="ctest main tree $(( $(date +%s) - t0 ))s"
 
 # ---- memcheck pass -------------------------------------------------------------------
-memcheck_pass() {
-
-log "memcheck pass over the Criterion suites"
-vgdir=$(mktemp -d "${TMPDIR:-/tmp}/sa-memcheck.XXXXXX")
-trap 'rm -rf "$vgdir"' EXIT
-# run_memcheck NAME BINARY: 0 when memcheck found nothing and all tests passed
-run_memcheck() {
-  local name=$1 bin=$2 logs="$vgdir/$1"
-  mkdir -p "$logs"
-  # cwd in the scratch dir: any core file of an expected abort lands there
-  # somalloc=nouserintercepts: memcheck must not swap its own malloc in for
-  # the malloc/free that the test binaries define (libspanalloc.a linked in,
-  # or libspanalloc.so interposing): the allocator under test runs, and
-  # tells memcheck about its blocks through client requests.
-  (cd "$logs" && valgrind --tool=memcheck --error-exitcode=1 --exit-on-first-error=yes \
-      --soname-synonyms=somalloc=nouserintercepts \
-      --trace-children=yes --leak-check=no --child-silent-after-fork=no \
-      --trace-children-skip='*/perl,*/google-pprof,*/nm,*/addr2line,*/objdump,*/c++filt' \
-      --log-file="$logs/vg.%p.log" "$bin" --jobs "$jobs" -S) >"$logs/criterion.out" 2>&1
-  local status=$?
-  local errlogs
-  # a process stopped by --exit-on-first-error prints no ERROR SUMMARY
-  errlogs=$(grep -l -e 'ERROR SUMMARY: [1-9]' -e 'Exit program on first error' \
-    "$logs"/vg.*.log 2>/dev/null || true)
-  if [ "$status" -ne 0 ] || [ -n "$errlogs" ]; then
-    echo "--- $name under memcheck: exit $status"
-    grep -v '^\[----\]   $' "$logs/criterion.out" | tail -40
-    for f in $errlogs; do echo "--- $f"; grep -v '^==[0-9]*== *$' "$f" | head -60; done
-    return 1
-  fi
-  tail -1 "$logs/criterion.out"
-  return 0
-}
-
-# The canary must fail, or failures would go unnoticed.
-canary=$(head -1 "$build/tests/vg-canary.txt")
-if run_memcheck canary "$canary" >"$vgdir/canary.txt" 2>&1; then
-  cat "$vgdir/canary.txt"
-  echo "memcheck canary PASSED under memcheck: the memcheck pass cannot see errors in test bodies"
-  failures+=("memcheck-canary")
-else
-  echo "canary: memcheck caught the deliberate use-after-free (good)"
-fi
-
-vg_total=0 vg_bad=0
-while IFS= read -r bin; do
-  [ -n "$bin" ] || continue
-  name=$(basename "$bin")
-  vg_total=$((vg_total + 1))
-  t0=$(date +%s)
-  echo "--- memcheck: $name"
-  if run_memcheck "$name" "$bin"; then
-    echo "    $name: clean ($(( $(date +%s) - t0 ))s)"
-  else
-    vg_bad=$((vg_bad + 1))
-    failures+=("memcheck:$name")
-  fi
-done <"$build/tests/criterion-tests.txt"
-summary_vg="memcheck: $((vg_total - vg_bad))/$vg_total suites clean"
-}
+# Every Criterion binary (the collector's in gc_mode=stw) once more under
+# memcheck: the tests labelled memcheck, each run by
+# tests/progs/memcheck-suite.sh, and the canary with a deliberate
+# use-after-free that must fail the same way, or the pass is broken.
 if [ "${SPANALLOC_SKIP_VALGRIND:-0}" = 1 ]; then
   summary_vg="memcheck skipped (SPANALLOC_SKIP_VALGRIND=1)"
 else
-  memcheck_pass
+  log "memcheck pass over the Criterion suites"
+  t0=$(date +%s)
+  run_ctest main-memcheck "$build" memcheck -L memcheck
+  summary_vg="memcheck $(( $(date +%s) - t0 ))s"
 fi
 
 # ---- the other trees ------------------------------------------------------------------
@@ -164,25 +146,17 @@ tree() {
   if ! cmake --build "$dir" -j2 >"$dir.build.log" 2>&1; then
     grep -E -B2 -A8 'error|Error' "$dir.build.log" | head -60; failures+=("$name:build"); return 1
   fi
-  local clog="$dir/ctest-summary.log"
-  ctest --test-dir "$dir" --output-on-failure --timeout 600 -j "$jobs" "${targs[@]}" >"$clog" 2>&1
-  local st=$?
-  grep -E '^ *[0-9]+/[0-9]+ Test|tests passed|\*\*\*|FAIL' "$clog" | tail -80
-  if [ "$st" -ne 0 ]; then
-    grep -E -A40 'Failed|\*\*\*' "$clog" | head -120
-    failures+=("$name:ctest"); return 1
-  fi
-  if ! grep -q 'tests passed' "$clog" || grep -q 'No tests were found' "$clog"; then
-    echo "tree $name: ctest ran no tests"; failures+=("$name:no-tests"); return 1
-  fi
-  echo "tree $name: $(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$clog" | tail -1) ($(( $(date +%s) - t0 ))s)"
+  run_ctest "$name" "$dir" ctest "${targs[@]}" || return 1
+  echo "tree $name: $(( $(date +%s) - t0 ))s"
   trees_ok=$((trees_ok + 1))
 }
+# The collector is built in every tree (SPANALLOC_GC=ON): its suites run
+# under UBSan and in the debug tree, and under TSan as plain programs.
 for t in ${SPANALLOC_TEST_TREES-tsan ubsan debug fuzz}; do
   case $t in
-    tsan)  tree tsan -DSPANALLOC_SANITIZE=thread -- -L tsan ;;
-    ubsan) tree ubsan -DSPANALLOC_SANITIZE=undefined ;;
-    debug) tree debug -DSPANALLOC_DEBUG=ON ;;
+    tsan)  tree tsan -DSPANALLOC_SANITIZE=thread -DSPANALLOC_GC=ON -- -L tsan ;;
+    ubsan) tree ubsan -DSPANALLOC_SANITIZE=undefined -DSPANALLOC_GC=ON ;;
+    debug) tree debug -DSPANALLOC_DEBUG=ON -DSPANALLOC_GC=ON ;;
     fuzz)  CC=clang CXX=clang++ tree fuzz -- -L fuzz ;;
     *) echo "test.sh: unknown tree '$t'"; failures+=("tree:$t") ;;
   esac
