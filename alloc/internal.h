@@ -462,6 +462,7 @@ SA_HIDDEN void sa_os_fail_after(uint64_t n);
 /* Fixed-size metadata allocator over sa_os_alloc_meta (caller's lock). */
 typedef struct sa_fixalloc {
     size_t size;
+    size_t zero; /* bytes of a recycled object cleared (0: all of it) */
     void *freelist;
     char *chunk;
     size_t left;

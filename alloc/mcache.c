@@ -58,6 +58,7 @@
  * mcache structs; it is never held while calling into mcentral. An mcache's
  * spans are its thread's alone: no lock.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -73,7 +74,11 @@ SA_HIDDEN __thread sa_mcache *sa_tls_mcache __attribute__((tls_model("initial-ex
 
 static pthread_mutex_t mcache_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static sa_mcache *mcache_list;
-static sa_fixalloc mcache_pool = {.size = sizeof(sa_mcache)};
+/* A recycled mcache is cleared up to remote_classes: other threads may
+ * still OR a stale hint into that word (span.c), so it is reset with an
+ * atomic store instead. */
+static sa_fixalloc mcache_pool = {.size = sizeof(sa_mcache),
+                                  .zero = offsetof(sa_mcache, remote_classes)};
 extern SA_HIDDEN pthread_key_t sa_thread_key;
 
 static inline void stat_add(uint64_t *p, uint64_t v)
@@ -95,6 +100,7 @@ sa_mcache *sa_mcache_for_thread(void)
     pthread_mutex_lock(&mcache_list_lock);
     mc = sa_fixalloc_alloc(&mcache_pool);
     if (mc) {
+        sa_store_relaxed(&mc->remote_classes, 0);
         for (unsigned i = 0; i < SA_NUM_SPAN_CLASSES; i++)
             mc->alloc[i] = &sa_emptyspan;
         mc->next = mcache_list;

@@ -311,7 +311,7 @@ void *sa_fixalloc_alloc(sa_fixalloc *f)
     if (f->freelist) {
         void *p = f->freelist;
         f->freelist = *(void **)p;
-        memset(p, 0, f->size);
+        memset(p, 0, f->zero ? f->zero : f->size);
         f->inuse += f->size;
         return p;
     }

@@ -93,6 +93,15 @@ void sa_read_memstats(sa_memstats *out)
     out->mcache_inuse = mc_inuse;
     out->mcache_sys = mc_sys;
     out->mcentral_sys = sizeof sa_central;
+    {
+        uint64_t started[SA_HELPER_KINDS], stopped[SA_HELPER_KINDS];
+        sa_helpers_read(started, stopped);
+        out->helpers_started = out->helpers_stopped = 0;
+        for (int k = 0; k < SA_HELPER_KINDS; k++) {
+            out->helpers_started += started[k];
+            out->helpers_stopped += stopped[k];
+        }
+    }
     out->mheap_sys = h.arena_meta_sys;
     out->sys = out->heap_sys + out->mspan_sys + out->mcache_sys + out->mcentral_sys +
                out->mheap_sys;

@@ -139,6 +139,10 @@ typedef struct sa_memstats {
     uint64_t scav_madvise_calls;
     uint64_t scav_ns;
     uint64_t pages_faulted;      /* released pages handed out again */
+    /* helper threads (scavenger; collector, marker, finalizer): started and
+     * stopped, cumulative. Each live one holds a few blocks of its own
+     * (glibc's thread bookkeeping), counted in heap_objects. */
+    uint64_t helpers_started, helpers_stopped;
     /* collector (zero unless built with SPANALLOC_GC) */
     uint64_t next_gc, last_gc, pause_total_ns;
     uint64_t pause_ns[SA_MEMSTATS_PAUSES], pause_end[SA_MEMSTATS_PAUSES];
